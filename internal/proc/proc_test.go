@@ -1,0 +1,73 @@
+package proc
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+)
+
+func TestSelfAlive(t *testing.T) {
+	id := Self()
+	if int(id.PID) != os.Getpid() || id.StartTime == 0 {
+		t.Fatalf("Self = %+v", id)
+	}
+	if !id.Alive() || !AliveTag(Unpack(id.Pack())) {
+		t.Fatal("own process reported dead")
+	}
+	wrong := id
+	wrong.StartTime++
+	if wrong.Alive() {
+		t.Fatal("identity with a different start time reported alive (PID reuse)")
+	}
+}
+
+func TestParseStatOddName(t *testing.T) {
+	line := []byte("123 (a) b (c)) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 4242 20 21\n")
+	st, state, err := parseStat(line)
+	if err != nil || st != 4242 || state != 'S' {
+		t.Fatalf("parseStat = %d %c %v", st, state, err)
+	}
+	for _, bad := range []string{"", "1 (x", "1 (x) S 1 2", "1 (x) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 nope"} {
+		if _, _, err := parseStat([]byte(bad)); err == nil {
+			t.Errorf("parseStat(%q) accepted", bad)
+		}
+	}
+}
+
+func TestZombieIsDead(t *testing.T) {
+	cmd := exec.Command("true")
+	if err := cmd.Start(); err != nil {
+		t.Fatal("cannot start true:", err)
+	}
+	pid := cmd.Process.Pid
+	st, _, err := Stat(pid)
+	if err != nil {
+		t.Fatal("stat of child failed:", err)
+	}
+	id := Identity{PID: int32(pid), StartTime: st}
+	// Not reaped yet: the child becomes a zombie once it exits.
+	for i := 0; i < 1000 && id.Alive(); i++ {
+		_, state, _ := Stat(pid)
+		if state == 'Z' {
+			break
+		}
+		exec.Command("sleep", "0.001").Run()
+	}
+	if id.Alive() {
+		t.Fatal("exited, unreaped child reported alive")
+	}
+	cmd.Wait()
+	if id.Alive() {
+		t.Fatal("reaped child reported alive")
+	}
+}
+
+func TestRandomIDNonZeroDistinct(t *testing.T) {
+	a, b := RandomID(), RandomID()
+	if a == 0 || b == 0 || a == b {
+		t.Fatalf("RandomID gave %x %x", a, b)
+	}
+	if InstanceID() == 0 || InstanceID() != InstanceID() {
+		t.Fatal("InstanceID not stable")
+	}
+}
