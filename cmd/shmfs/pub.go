@@ -1,0 +1,268 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/shmfs/shmfs/core"
+)
+
+var pubCommand = &command{
+	name:  "pub",
+	args:  "TOPIC [MSG...]",
+	short: "publish messages",
+	long: `Publishes each MSG argument as one message. Without MSG arguments, publishes
+one message per line of standard input (without the line ending), or, with
+--file, the whole file as one message.
+
+By default pub waits up to --ack-timeout (1s) for every subscriber process to
+acknowledge each message, so a 'shmfs sub' that is already running receives
+every message, even when pub exits right after sending. (The Go API's default
+is fire and forget: --ack-timeout 0.) A subscriber that does not acknowledge in
+time is reported on standard error; the message was still published.`,
+	examples: `  shmfs pub greetings hello world          # two messages: "hello", "world"
+  date | shmfs pub clock                    # one message per line
+  shmfs pub --file frame.jpg --type image/jpeg camera
+  shmfs pub --rate 10 --repeat 0 heartbeat ping   # 10 Hz until Ctrl-C`,
+	run: runPub,
+}
+
+type pubOptions struct {
+	typ        string
+	ackTimeout time.Duration
+	rate       float64
+	id         int64
+	file       string
+	repeat     int
+}
+
+func runPub(c *cli, args []string) error {
+	fs := c.flags()
+	var o pubOptions
+	fs.StringVar(&o.typ, "type", "", "topic type, e.g. text, image/jpeg, protobuf:pkg.Msg (default \"raw\")")
+	fs.DurationVar(&o.ackTimeout, "ack-timeout", time.Second, "wait this long for every subscriber to acknowledge each message (0: don't wait)")
+	fs.Float64Var(&o.rate, "rate", 0, "messages per second (0: as fast as possible)")
+	fs.Int64Var(&o.id, "id", 0, "message id sent with every message")
+	fs.StringVarP(&o.file, "file", "f", "", "publish the contents of `FILE` as one message (- for standard input)")
+	fs.IntVar(&o.repeat, "repeat", 1, "send the messages this many times (0: until interrupted)")
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return usageErrorf("missing TOPIC")
+	}
+	topic, msgs := fs.Arg(0), fs.Args()[1:]
+	if err := checkTopic(topic); err != nil {
+		return err
+	}
+	switch {
+	case o.ackTimeout < 0:
+		return usageErrorf("--ack-timeout %v is negative", o.ackTimeout)
+	case o.rate < 0 || o.rate != o.rate:
+		return usageErrorf("--rate %v must be >= 0", o.rate)
+	case o.repeat < 0:
+		return usageErrorf("--repeat %d is negative", o.repeat)
+	case o.file != "" && len(msgs) > 0:
+		return usageErrorf("--file and MSG arguments exclude each other")
+	case o.file == "" && len(msgs) == 0 && fs.Changed("repeat"):
+		return usageErrorf("--repeat needs MSG arguments or --file (standard input is read once)")
+	}
+
+	var src messageSource
+	switch {
+	case o.file != "":
+		b, err := readMessageFile(o.file, c.stdin, core.DefaultMaxMessageSize)
+		if err != nil {
+			return err
+		}
+		src = &listSource{msgs: [][]byte{b}, repeat: o.repeat}
+	case len(msgs) > 0:
+		l := &listSource{repeat: o.repeat}
+		for _, m := range msgs {
+			l.msgs = append(l.msgs, []byte(m))
+		}
+		src = l
+	default:
+		src = newLineSource(c.stdin, core.DefaultMaxMessageSize)
+	}
+
+	ctx, stop := signalContext()
+	defer stop()
+	node, err := c.openNode()
+	if err != nil {
+		return err
+	}
+	defer node.Close()
+	p, err := node.NewPublisher(topic, &core.PublisherOptions{Type: o.typ, AckTimeout: o.ackTimeout})
+	if err != nil {
+		return fmt.Errorf("publish %q: %w", topic, err)
+	}
+	sent, unacked, err := publish(ctx, p, src, o)
+	if cerr := p.Close(); err == nil && cerr != nil && !errors.Is(cerr, core.ErrClosed) {
+		err = fmt.Errorf("close publisher: %w", cerr)
+	}
+	if unacked > 0 {
+		fmt.Fprintf(c.stderr, "shmfs: pub: warning: %d of %d messages were not acknowledged by every subscriber within %v (they were still published)\n",
+			unacked, sent, o.ackTimeout)
+	}
+	if err != nil && ctx.Err() != nil {
+		return nil // interrupted: a normal way to stop
+	}
+	return err
+}
+
+// publish sends every message of src, paced by o.rate. It returns the number
+// sent and how many of those missed an acknowledgement.
+func publish(ctx context.Context, p *core.Publisher, src messageSource, o pubOptions) (sent, unacked int, err error) {
+	var period time.Duration
+	if o.rate > 0 {
+		period = time.Duration(float64(time.Second) / o.rate)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // stops the reader goroutine
+	msgs := make(chan []byte)
+	errc := make(chan error, 1)
+	// The source may block on standard input; reading in a goroutine lets
+	// an interrupt stop pub at once (the process exits after cleanup).
+	go func() {
+		for {
+			m, err := src.next()
+			if err != nil {
+				errc <- err
+				return
+			}
+			select {
+			case msgs <- m:
+			case <-ctx.Done():
+				errc <- ctx.Err()
+				return
+			}
+		}
+	}()
+	var start time.Time // when the first message went out; pacing counts from it
+	for {
+		var m []byte
+		select {
+		case m = <-msgs:
+		case err := <-errc:
+			if errors.Is(err, io.EOF) {
+				err = nil
+			}
+			return sent, unacked, err
+		case <-ctx.Done():
+			return sent, unacked, ctx.Err()
+		}
+		if period > 0 && sent > 0 {
+			if err := sleepUntil(ctx, start.Add(time.Duration(sent)*period)); err != nil {
+				return sent, unacked, err
+			}
+		}
+		if o.id != 0 {
+			err = p.SendID(ctx, o.id, m)
+		} else {
+			err = p.Send(ctx, m)
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, core.ErrAckTimeout):
+			unacked++
+		default:
+			return sent, unacked, fmt.Errorf("send message %d: %w", sent+1, err)
+		}
+		if sent == 0 {
+			start = time.Now()
+		}
+		sent++
+	}
+}
+
+// sleepUntil waits until t or until ctx is done.
+func sleepUntil(ctx context.Context, t time.Time) error {
+	d := time.Until(t)
+	if d <= 0 {
+		return nil
+	}
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// messageSource yields messages until io.EOF.
+type messageSource interface {
+	next() ([]byte, error)
+}
+
+// listSource yields a fixed list repeat times (0: forever).
+type listSource struct {
+	msgs   [][]byte
+	repeat int
+	i      int
+}
+
+func (l *listSource) next() ([]byte, error) {
+	if len(l.msgs) == 0 || (l.repeat > 0 && l.i >= l.repeat*len(l.msgs)) {
+		return nil, io.EOF
+	}
+	m := l.msgs[l.i%len(l.msgs)]
+	l.i++
+	if l.repeat == 0 {
+		l.i %= len(l.msgs) // no overflow when repeating forever
+	}
+	return m, nil
+}
+
+// lineSource yields one message per line, without "\n" or "\r\n". A line
+// longer than max is an error, so memory stays bounded.
+type lineSource struct {
+	sc *bufio.Scanner
+}
+
+func newLineSource(r io.Reader, max int) *lineSource {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), max+2) // room for the line ending
+	return &lineSource{sc: sc}
+}
+
+func (l *lineSource) next() ([]byte, error) {
+	if l.sc.Scan() {
+		return append([]byte(nil), l.sc.Bytes()...), nil
+	}
+	if err := l.sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return nil, fmt.Errorf("standard input: line longer than the maximum message size (%d bytes); use --file for large messages", core.DefaultMaxMessageSize)
+		}
+		return nil, fmt.Errorf("read standard input: %w", err)
+	}
+	return nil, io.EOF
+}
+
+// readMessageFile reads name ("-": stdin) as one message of at most max bytes.
+func readMessageFile(name string, stdin io.Reader, max int) ([]byte, error) {
+	r := stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, fmt.Errorf("--file: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	b, err := io.ReadAll(io.LimitReader(r, int64(max)+1))
+	if err != nil {
+		return nil, fmt.Errorf("--file %s: %w", name, err)
+	}
+	if len(b) > max {
+		return nil, fmt.Errorf("--file %s: larger than the maximum message size (%d bytes)", name, max)
+	}
+	return b, nil
+}

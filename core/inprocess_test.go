@@ -1,0 +1,147 @@
+package core_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/shmfs/shmfs/core"
+)
+
+func TestSameProcessRoundTrip(t *testing.T) {
+	cfg, _ := newConfig(t)
+	s, err := core.NewSubscriber("local", &core.SubscriberOptions{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	p, err := core.NewPublisher("local", &core.PublisherOptions{Config: cfg, AckTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := 0; i < 100; i++ {
+		if err := p.SendID(ctx, int64(i), []byte{byte(i), 1, 2, 3}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 100; i++ {
+		m, err := s.Receive(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.ID != int64(i) || m.Clock != uint64(i+1) || !bytes.Equal(m.Data, []byte{byte(i), 1, 2, 3}) || m.Publisher != p.ID() {
+			t.Fatalf("message %d: %+v", i, m)
+		}
+	}
+	// Cancelled receive consumes nothing and returns the context's error.
+	short, cancel2 := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel2()
+	if _, err := s.Receive(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Receive with nothing pending: %v", err)
+	}
+	if err := p.Send(ctx, []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := s.Receive(ctx); err != nil || string(m.Data) != "after" {
+		t.Fatalf("Receive after a cancelled one: %q %v", m.Data, err)
+	}
+}
+
+func TestLateSubscriberGetsLatest(t *testing.T) {
+	cfg, _ := newConfig(t)
+	p, err := core.NewPublisher("latch", &core.PublisherOptions{Config: cfg, DiscoveryWait: -1, ConnectTimeout: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for _, m := range []string{"one", "two", "three"} {
+		if err := p.Send(context.Background(), []byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, zc := range []bool{false, true} {
+		s, err := core.NewSubscriber("latch", &core.SubscriberOptions{Config: cfg, ZeroCopy: zc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		m, err := s.Receive(ctx)
+		cancel()
+		s.Close()
+		if err != nil || string(m.Data) != "three" {
+			t.Fatalf("zero-copy %v: late subscriber got %q, %v; want the latest message", zc, m.Data, err)
+		}
+	}
+}
+
+func TestCloseWakesReceive(t *testing.T) {
+	cfg, _ := newConfig(t)
+	s, err := core.NewSubscriber("wake", &core.SubscriberOptions{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Receive(context.Background())
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	s.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, core.ErrClosed) {
+			t.Fatalf("Receive after Close: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not wake Receive")
+	}
+}
+
+func TestZeroCopyReceiveAllocatesNothing(t *testing.T) {
+	cfg, _ := newConfig(t)
+	s, err := core.NewSubscriber("zc", &core.SubscriberOptions{Config: cfg, ZeroCopy: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	p, err := core.NewPublisher("zc", &core.PublisherOptions{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	msg := make([]byte, 4096)
+	var got int
+	fn := func(h core.Header, view []byte) error { got += len(view); return nil }
+	// Warm up: connection, first message, map entries.
+	for i := 0; i < 3; i++ {
+		if err := p.Send(ctx, msg); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.ReceiveFunc(ctx, fn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// One publish plus one zero-copy receive per run; the observer goroutine
+	// runs in between, so its allocations count too.
+	allocs := testing.AllocsPerRun(500, func() {
+		if err := p.Send(ctx, msg); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.ReceiveFunc(ctx, fn); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("zero-copy send+receive allocates %.2f objects per message, want 0", allocs)
+	}
+	if got != 503*len(msg) {
+		t.Errorf("received %d bytes, want %d", got, 503*len(msg))
+	}
+}

@@ -1,0 +1,21 @@
+package mutex
+
+import "errors"
+
+// Sentinel errors; test with errors.Is.
+var (
+	// ErrTimeout: the lock was not acquired within the timeout.
+	ErrTimeout = errors.New("mutex: lock timed out")
+	// ErrOwnerDied: the lock IS held (exclusively after Lock/TryLock,
+	// shared after RLock), but a writer died holding it and no writer has
+	// unlocked it since: the protected data may be half-written.
+	ErrOwnerDied = errors.New("mutex: previous owner died holding the lock")
+	// ErrNotOwner: Unlock without holding the lock exclusively, or RUnlock
+	// without a shared hold taken through this handle.
+	ErrNotOwner = errors.New("mutex: not held by this process")
+	// ErrClosed: the handle was closed.
+	ErrClosed = errors.New("mutex: closed")
+)
+
+// errCorrupt is replaced by shm.ErrCorrupt once the named wrapper exists.
+var errCorrupt = errors.New("mutex: corrupt")

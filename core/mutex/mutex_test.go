@@ -1,0 +1,366 @@
+package mutex
+
+import (
+	"errors"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/shmfs/shmfs/internal/testutil"
+)
+
+// hangGuard bounds every wait in these tests; it is far above any expected
+// time, so it catches hangs, not slowness.
+const hangGuard = 2 * time.Second
+
+func TestCounterThreeProcesses(t *testing.T) {
+	d := testutil.Domain(t)
+	name, h := newShared(t, d)
+	defer h.Close()
+	cname, cb := newTestMap(t, d)
+	const total = 100000
+	var kids []*testutil.Child
+	for i, n := range []int{33334, 33333, 33333} {
+		_ = i
+		kids = append(kids, testutil.StartChild(t, "incr", nil, name, cname, strconv.Itoa(n)))
+	}
+	for _, c := range kids {
+		c.Expect(t, "done", 60*time.Second)
+		if err := c.Wait(t, 10*time.Second); err != nil {
+			t.Fatalf("child: %v", err)
+		}
+	}
+	if got := counterAt(cb); got != total {
+		t.Fatalf("counter = %d, want %d", got, total)
+	}
+}
+
+// startHolder starts a child that holds the lock (mode "w" or "r").
+func startHolder(t *testing.T, name, mode string) *testutil.Child {
+	c := testutil.StartChild(t, "hold", nil, name, mode)
+	c.Expect(t, "held", 10*time.Second)
+	return c
+}
+
+// recover runs fn while the holder c is killed and returns fn's error and
+// the time from the kill to fn's return.
+func killDuring(t *testing.T, c *testutil.Child, fn func() error) (error, time.Duration) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- fn() }()
+	time.Sleep(30 * time.Millisecond) // let fn start waiting (not required for correctness)
+	c.Kill()
+	killed := time.Now()
+	select {
+	case err := <-done:
+		return err, time.Since(killed)
+	case <-time.After(hangGuard):
+		t.Fatalf("no recovery within %v of the holder's death", hangGuard)
+	}
+	return nil, 0
+}
+
+func TestWriterDiesHoldingLock(t *testing.T) {
+	name, h := newShared(t, testutil.Domain(t))
+	defer h.Close()
+	c := startHolder(t, name, "w")
+	if ok, err := h.TryLock(); ok || err != nil {
+		t.Fatalf("TryLock while held = %v, %v; want false, nil", ok, err)
+	}
+	err, took := killDuring(t, c, func() error { return h.Lock(10 * time.Second) })
+	t.Logf("writer died: Lock returned %v %v after the kill", err, took)
+	if !errors.Is(err, ErrOwnerDied) {
+		t.Fatalf("Lock after the owner died = %v, want ErrOwnerDied", err)
+	}
+	if err := h.Unlock(); err != nil {
+		t.Fatalf("Unlock: %v", err)
+	}
+	// The Unlock declared the data repaired.
+	if err := h.Lock(time.Second); err != nil {
+		t.Fatalf("Lock after repair = %v, want nil", err)
+	}
+	if err := h.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestWriterDeadBeforeLockAndReaderLearns(t *testing.T) {
+	name, h := newShared(t, testutil.Domain(t))
+	defer h.Close()
+	c := startHolder(t, name, "w")
+	c.Kill()
+	_ = c.Wait(t, hangGuard)
+	start := time.Now()
+	// A reader breaks the dead writer's lock: held shared, told it died.
+	if err := h.RLock(hangGuard); !errors.Is(err, ErrOwnerDied) {
+		t.Fatalf("RLock after the writer died = %v, want ErrOwnerDied", err)
+	}
+	t.Logf("RLock recovered a dead writer's lock in %v", time.Since(start))
+	if err := h.RUnlock(); err != nil {
+		t.Fatal(err)
+	}
+	// Still unrepaired: the next writer is told too, and repairs.
+	if err := h.Lock(hangGuard); !errors.Is(err, ErrOwnerDied) {
+		t.Fatalf("Lock before repair = %v, want ErrOwnerDied", err)
+	}
+	if err := h.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.RLock(hangGuard); err != nil {
+		t.Fatalf("RLock after repair = %v, want nil", err)
+	}
+	if err := h.RUnlock(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReaderDiesHoldingLock(t *testing.T) {
+	name, h := newShared(t, testutil.Domain(t))
+	defer h.Close()
+	c := startHolder(t, name, "r")
+	if ok, err := h.TryLock(); ok || err != nil {
+		t.Fatalf("TryLock while held shared = %v, %v; want false, nil", ok, err)
+	}
+	err, took := killDuring(t, c, func() error { return h.Lock(10 * time.Second) })
+	t.Logf("reader died: Lock returned %v %v after the kill", err, took)
+	if err != nil {
+		t.Fatalf("Lock after a reader died = %v, want nil (a reader writes nothing)", err)
+	}
+	if err := h.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTryLock(t *testing.T) {
+	_, h := newShared(t, testutil.Domain(t))
+	defer h.Close()
+	if ok, err := h.TryLock(); !ok || err != nil {
+		t.Fatalf("TryLock on a free lock = %v, %v", ok, err)
+	}
+	if ok, err := h.TryLock(); ok || err != nil {
+		t.Fatalf("TryLock on a held lock = %v, %v", ok, err)
+	}
+	if err := h.RLock(50 * time.Millisecond); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("RLock under an exclusive hold = %v, want ErrTimeout", err)
+	}
+	if err := h.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.RLock(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := h.TryLock(); ok || err != nil {
+		t.Fatalf("TryLock under a shared hold = %v, %v", ok, err)
+	}
+	if err := h.RUnlock(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := h.TryLock(); !ok || err != nil {
+		t.Fatalf("TryLock after RUnlock = %v, %v", ok, err)
+	}
+	if err := h.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNotOwner(t *testing.T) {
+	name, h := newShared(t, testutil.Domain(t))
+	defer h.Close()
+	if err := h.Unlock(); !errors.Is(err, ErrNotOwner) {
+		t.Fatalf("Unlock of a free lock = %v, want ErrNotOwner", err)
+	}
+	if err := h.RUnlock(); !errors.Is(err, ErrNotOwner) {
+		t.Fatalf("RUnlock without RLock = %v, want ErrNotOwner", err)
+	}
+	startHolder(t, name, "w")
+	if err := h.Unlock(); !errors.Is(err, ErrNotOwner) {
+		t.Fatalf("Unlock of another process's lock = %v, want ErrNotOwner", err)
+	}
+	if ok, _ := h.TryLock(); ok {
+		t.Fatal("the failed Unlock released the owner's lock")
+	}
+}
+
+func TestLockTimeout(t *testing.T) {
+	name, h := newShared(t, testutil.Domain(t))
+	defer h.Close()
+	startHolder(t, name, "w")
+	for _, timeout := range []time.Duration{0, 100 * time.Millisecond} {
+		start := time.Now()
+		if err := h.Lock(timeout); !errors.Is(err, ErrTimeout) {
+			t.Fatalf("Lock(%v) on a held lock = %v, want ErrTimeout", timeout, err)
+		}
+		if el := time.Since(start); el < timeout {
+			t.Fatalf("Lock(%v) gave up after %v", timeout, el)
+		}
+		if err := h.RLock(timeout); !errors.Is(err, ErrTimeout) {
+			t.Fatalf("RLock(%v) on a held lock = %v, want ErrTimeout", timeout, err)
+		}
+	}
+}
+
+func TestReadersInTwoProcessesAtOnce(t *testing.T) {
+	d := testutil.Domain(t)
+	name, h := newShared(t, d)
+	defer h.Close()
+	cname, _ := newTestMap(t, d)
+	a := testutil.StartChild(t, "readers", nil, name, cname)
+	b := testutil.StartChild(t, "readers", nil, name, cname)
+	// Each prints "both" only after seeing the other inside while it holds.
+	a.Expect(t, "both", 10*time.Second)
+	b.Expect(t, "both", 10*time.Second)
+	for _, c := range []*testutil.Child{a, b} {
+		if err := c.Wait(t, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestReadersInOneProcessAtOnce(t *testing.T) {
+	_, h := newShared(t, testutil.Domain(t))
+	defer h.Close()
+	const n = 8
+	var inside atomic.Int32
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := h.RLock(hangGuard); err != nil {
+				errs <- err
+				return
+			}
+			defer h.RUnlock()
+			inside.Add(1)
+			deadline := time.Now().Add(hangGuard)
+			for inside.Load() < n {
+				if time.Now().After(deadline) {
+					errs <- errors.New("readers of one process did not get in together")
+					return
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
+
+func TestWriterPreference(t *testing.T) {
+	_, h := newShared(t, testutil.Domain(t))
+	defer h.Close()
+	if err := h.RLock(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	locked := make(chan error, 1)
+	go func() { locked <- h.Lock(10 * time.Second) }()
+	r := regionOf(h)
+	testutil.CheckFor(t, hangGuard, time.Millisecond, func() error {
+		if atomic.LoadUint64(r.w) == 0 {
+			return errors.New("writer not yet waiting")
+		}
+		return nil
+	})
+	// A waiting writer keeps new readers out.
+	if err := h.RLock(50 * time.Millisecond); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("RLock while a writer waits = %v, want ErrTimeout", err)
+	}
+	if err := h.RUnlock(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-locked:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(hangGuard):
+		t.Fatal("writer not woken by the last reader's release")
+	}
+	if err := h.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAllSlotsTaken(t *testing.T) {
+	_, h := newShared(t, testutil.Domain(t))
+	defer h.Close()
+	for i := range numSlots {
+		if err := h.RLock(time.Second); err != nil {
+			t.Fatalf("RLock %d: %v", i, err)
+		}
+	}
+	if err := h.RLock(50 * time.Millisecond); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("RLock with every slot taken = %v, want ErrTimeout", err)
+	}
+	got := make(chan error, 1)
+	go func() { got <- h.RLock(10 * time.Second) }()
+	time.Sleep(20 * time.Millisecond)
+	if err := h.RUnlock(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(hangGuard):
+		t.Fatal("reader waiting for a slot not woken by a release")
+	}
+	for range numSlots {
+		if err := h.RUnlock(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.RUnlock(); !errors.Is(err, ErrNotOwner) {
+		t.Fatalf("65th RUnlock = %v, want ErrNotOwner", err)
+	}
+}
+
+func TestCloseWakesWaiterAndReleases(t *testing.T) {
+	name, h := newShared(t, testutil.Domain(t))
+	h2, err := openShared(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Lock(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() { got <- h2.Lock(time.Minute) }()
+	time.Sleep(20 * time.Millisecond)
+	if err := h2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-got:
+		if !errors.Is(err, ErrClosed) {
+			t.Fatalf("Lock interrupted by Close = %v, want ErrClosed", err)
+		}
+	case <-time.After(hangGuard):
+		t.Fatal("Close did not end a waiting Lock")
+	}
+	if err := h2.Lock(0); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Lock after Close = %v", err)
+	}
+	if err := h2.Close(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("second Close = %v", err)
+	}
+	// Closing a handle that still holds the lock releases it, marked dirty.
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h3, err := openShared(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h3.Close()
+	if ok, err := h3.TryLock(); !ok || !errors.Is(err, ErrOwnerDied) {
+		t.Fatalf("TryLock after the holder closed = %v, %v; want true, ErrOwnerDied", ok, err)
+	}
+}

@@ -1,0 +1,308 @@
+package core
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/shmfs/shmfs/core/event"
+	"github.com/shmfs/shmfs/core/memfile"
+	"github.com/shmfs/shmfs/core/mutex"
+	"github.com/shmfs/shmfs/core/registration"
+	"github.com/shmfs/shmfs/internal/proc"
+)
+
+// remotePub is this process's view of one publisher (in any process, this
+// one included) whose topic has local subscribers: one observer per memory
+// file of the publisher.
+type remotePub struct {
+	node  *Node
+	topic string
+	id    uint64
+	typ   string
+	files []string
+	who   proc.Identity
+
+	// lastClock is the newest clock handed to the copy subscribers; it
+	// orders messages across the publisher's buffers.
+	lastClock atomic.Uint64
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+	obs  []*observer
+}
+
+func newRemotePub(n *Node, e registration.Entity) *remotePub {
+	r := &remotePub{
+		node: n, topic: e.Topic, id: e.ID, typ: e.Type,
+		files: append([]string(nil), e.MemFiles...),
+		who:   proc.Identity{PID: e.PID, StartTime: e.StartTime},
+		stop:  make(chan struct{}),
+	}
+	for i, f := range r.files {
+		r.obs = append(r.obs, &observer{rp: r, idx: i, name: f})
+	}
+	return r
+}
+
+func (r *remotePub) start() {
+	for _, o := range r.obs {
+		r.wg.Add(1)
+		go o.run()
+	}
+}
+
+// close stops the observers and unmaps the files. If the publisher died, its
+// event pairs for this process are removed (a live publisher removes them
+// itself on Close).
+func (r *remotePub) close() {
+	select {
+	case <-r.stop:
+		return
+	default:
+	}
+	close(r.stop)
+	for _, o := range r.obs {
+		o.wake()
+	}
+	r.wg.Wait()
+	dead := !r.who.Alive()
+	for _, o := range r.obs {
+		o.release(dead)
+	}
+	r.node.topicObserversChanged(r.topic)
+}
+
+// observer waits on one memory file's snd event for this process and hands
+// each new message to the local subscribers of the topic.
+type observer struct {
+	rp   *remotePub
+	idx  int
+	name string
+
+	// Set once by run before ready is stored; read-only afterwards.
+	mf       *memfile.File
+	mtx      *mutex.Mutex
+	snd, ack *event.Event
+	ready    atomic.Bool
+
+	// latest is the newest clock seen in the file's header; zero-copy
+	// subscribers compare it with what they consumed.
+	latest atomic.Uint64
+	// consumed is signalled by zero-copy subscribers after they consumed a
+	// message, so that the observer can acknowledge it.
+	consumed chan struct{}
+}
+
+const (
+	// observeSlice bounds one wait on the snd event, so that a stopping
+	// observer never waits long.
+	observeSlice = 500 * time.Millisecond
+	// attachTimeout bounds retries of opening a publisher's files that a
+	// registration named but that do not exist (yet).
+	attachTimeout = 5 * time.Second
+)
+
+func (o *observer) wake() {
+	if o.ready.Load() {
+		o.snd.Set() // only this process waits on this snd event
+	}
+}
+
+func (o *observer) run() {
+	defer o.rp.wg.Done()
+	if !o.attach() {
+		return
+	}
+	o.rp.node.topicObserversChanged(o.rp.topic)
+	seq := o.snd.Seq()
+	o.poll()
+	for {
+		select {
+		case <-o.rp.stop:
+			return
+		default:
+		}
+		next, err := o.snd.Wait(seq, observeSlice)
+		if err != nil {
+			if errors.Is(err, event.ErrTimeout) {
+				continue
+			}
+			return
+		}
+		seq = next
+		o.poll()
+	}
+}
+
+// attach opens the memory file, its mutex and this process's event pair,
+// retrying briefly: registration may name a file a moment before it exists.
+func (o *observer) attach() bool {
+	deadline := time.Now().Add(attachTimeout)
+	for wait := time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+		err := o.open()
+		if err == nil {
+			o.ack.SetAttached(proc.Self())
+			o.consumed = make(chan struct{}, 1)
+			o.ready.Store(true)
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		select {
+		case <-o.rp.stop:
+			return false
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (o *observer) open() error {
+	inst := proc.InstanceID()
+	mf, err := memfile.Open(o.name, true)
+	if err != nil {
+		return err
+	}
+	mtx, err := mutex.Open(o.name+"_mtx", mutex.Options{})
+	if err != nil {
+		mf.Close()
+		return err
+	}
+	snd, _, err := event.CreateOrOpen(event.SndName(o.name, inst), event.Options{})
+	if err != nil {
+		mf.Close()
+		mtx.Close()
+		return err
+	}
+	ack, _, err := event.CreateOrOpen(event.AckName(o.name, inst), event.Options{})
+	if err != nil {
+		mf.Close()
+		mtx.Close()
+		snd.Close()
+		return err
+	}
+	o.mf, o.mtx, o.snd, o.ack = mf, mtx, snd, ack
+	return nil
+}
+
+func (o *observer) release(publisherDead bool) {
+	if !o.ready.Load() {
+		return
+	}
+	if publisherDead {
+		_ = o.snd.Destroy()
+		_ = o.ack.Destroy()
+	} else {
+		_ = o.snd.Close()
+		_ = o.ack.Close()
+	}
+	_ = o.mtx.Close()
+	_ = o.mf.Close()
+}
+
+// lockTimeout bounds a reader's wait for the memory file's mutex.
+const lockTimeout = 2 * time.Second
+
+// poll reads the file's current message and delivers it if it is new.
+func (o *observer) poll() {
+	subs := o.rp.node.subscribersOf(o.rp.topic)
+	err := o.mtx.RLock(lockTimeout)
+	if err != nil {
+		if errors.Is(err, mutex.ErrOwnerDied) {
+			// The writer died mid-message: the payload may be torn.
+			_ = o.mtx.RUnlock()
+		}
+		return
+	}
+	h, view, err := o.mf.Read()
+	if err != nil || h.Clock == 0 {
+		_ = o.mtx.RUnlock()
+		return
+	}
+	if h.Clock > o.latest.Load() {
+		o.latest.Store(h.Clock)
+	}
+	last := o.rp.lastClock.Load()
+	fresh := h.Clock > last && o.rp.lastClock.CompareAndSwap(last, h.Clock)
+	var out []*Subscriber
+	var msgs []Message
+	zc := 0
+	if fresh {
+		hdr := o.header(h)
+		if last != 0 {
+			hdr.Dropped = h.Clock - last - 1
+		}
+		for _, s := range subs {
+			if !s.accepts(o.rp, h.ID) {
+				continue
+			}
+			if s.opts.ZeroCopy {
+				zc++
+				continue
+			}
+			m := Message{Header: hdr, Data: make([]byte, len(view))}
+			copy(m.Data, view)
+			out = append(out, s)
+			msgs = append(msgs, m)
+		}
+	}
+	_ = o.mtx.RUnlock()
+
+	ackMode := h.Options&memfile.OptAck != 0
+	for i, s := range out {
+		s.deliver(msgs[i], ackMode, o.rp.stop)
+	}
+	if zc > 0 {
+		for _, s := range subs {
+			if s.opts.ZeroCopy {
+				signal(s.notify)
+			}
+		}
+	}
+	if !ackMode {
+		return
+	}
+	if zc > 0 {
+		o.awaitZeroCopy(subs, h.Clock, time.Duration(h.AckTimeoutMs)*time.Millisecond)
+	}
+	if o.ack.Value() < h.Clock {
+		o.ack.StoreValue(h.Clock)
+	}
+	o.ack.Set()
+}
+
+// awaitZeroCopy waits until every zero-copy subscriber consumed clock (or
+// moved past it), bounded by the publisher's ack timeout.
+func (o *observer) awaitZeroCopy(subs []*Subscriber, clock uint64, timeout time.Duration) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		done := true
+		for _, s := range subs {
+			if s.opts.ZeroCopy && s.consumedClock(o.rp.id) < clock && !s.isClosed() {
+				done = false
+			}
+		}
+		if done {
+			return
+		}
+		select {
+		case <-o.consumed:
+		case <-t.C:
+			return
+		case <-o.rp.stop:
+			return
+		}
+	}
+}
+
+func (o *observer) header(h memfile.Header) Header {
+	return Header{
+		Publisher: h.Publisher, ID: h.ID, Clock: h.Clock, Time: time.Unix(0, h.Time),
+		Size: int(h.DataSize), Hash: h.Hash,
+		AckTimeout: time.Duration(h.AckTimeoutMs) * time.Millisecond,
+		Generation: o.mf.Generation(),
+	}
+}

@@ -1,0 +1,522 @@
+package registration
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/shmfs/shmfs/internal/proc"
+)
+
+const (
+	// networkDatagram is the packing target in network mode, below a
+	// 1500-byte Ethernet MTU so datagrams are not fragmented; a single
+	// larger sample still goes out alone.
+	networkDatagram = 1400
+	readTimeout     = time.Second            // receiver wakes to check for Close
+	sendTimeout     = 100 * time.Millisecond // per datagram
+	closeTimeout    = 5 * time.Second
+	maxTombstones   = 1024 // unregistrations repeated at the next refresh
+)
+
+// key names an entity across all hosts: owner process instance and entity id.
+type key struct{ instance, id uint64 }
+
+func entityKey(e *Entity) key { return key{e.Instance, e.ID} }
+
+// Agent announces this process's entities and keeps the registry of all
+// entities of its domain. All methods are safe for concurrent use.
+type Agent struct {
+	cfg         Config
+	self        Entity // process fields copied into every own entity
+	sender      uint64 // random id of this agent in datagram headers
+	maxDatagram int
+	recv, send  *net.UDPConn
+	dst         *net.UDPAddr
+	started     time.Time
+	stats       counters
+
+	query chan struct{} // capacity 1: the receiver asks the loop to re-announce
+	stop  chan struct{} // closed by Close
+	wg    sync.WaitGroup
+
+	// sendMu serialises building and sending datagrams so that sequence
+	// numbers leave in increasing order (a refresh can never overtake an
+	// unregistration). Lock order: sendMu, then mu.
+	sendMu     sync.Mutex
+	seq        uint64
+	tombstones []Entity // unregistrations, repeated once at the next refresh
+	buf        []byte
+
+	// mu guards the fields below.
+	mu       sync.Mutex
+	closed   bool
+	own      map[uint64]*Entity // own entities by id; the same pointers are in entries
+	entries  map[key]*Entity
+	topics   map[string]map[key]struct{}
+	watchers map[*watcher]struct{}
+}
+
+// NewAgent validates cfg (zero fields take defaults), opens the sockets and
+// starts the receiver and the refresh loop.
+func NewAgent(cfg Config) (*Agent, error) {
+	cfg, err := cfg.complete()
+	if err != nil {
+		return nil, err
+	}
+	recv, send, dst, err := openSockets(cfg)
+	if err != nil {
+		return nil, err
+	}
+	host, _ := os.Hostname()
+	me := proc.Self()
+	a := &Agent{
+		cfg: cfg,
+		self: Entity{
+			Domain:       cfg.Domain,
+			HostName:     sanitize(host, MaxHostName),
+			MachineID:    sanitize(proc.MachineID(), MaxMachineID),
+			BootID:       sanitize(proc.BootID(), MaxMachineID),
+			Instance:     proc.InstanceID(),
+			PID:          me.PID,
+			StartTime:    me.StartTime,
+			PIDNamespace: proc.PIDNamespace(),
+			ProcessName:  sanitize(proc.Name(), MaxProcessName),
+			UID:          uint32(os.Getuid()),
+		},
+		sender:      proc.RandomID(),
+		maxDatagram: MaxDatagram,
+		recv:        recv,
+		send:        send,
+		dst:         dst,
+		started:     cfg.Now(),
+		query:       make(chan struct{}, 1),
+		stop:        make(chan struct{}),
+		// Sequence numbers start at the wall clock so that a new agent in
+		// the same process (same instance) outranks an old one's samples.
+		seq:      uint64(time.Now().UnixNano()),
+		own:      make(map[uint64]*Entity),
+		entries:  make(map[key]*Entity),
+		topics:   make(map[string]map[key]struct{}),
+		watchers: make(map[*watcher]struct{}),
+	}
+	if cfg.Mode == ModeNetwork {
+		a.maxDatagram = networkDatagram
+	}
+	a.wg.Add(2)
+	go a.receive()
+	go a.loop()
+	return a, nil
+}
+
+// Started returns when the receiver started (by Config.Now). A new agent
+// knows every live peer about one refresh period after it.
+func (a *Agent) Started() time.Time { return a.started }
+
+// Stats returns the agent's counters.
+func (a *Agent) Stats() Stats {
+	s := a.stats.snapshot()
+	a.mu.Lock()
+	s.Entities = len(a.entries)
+	a.mu.Unlock()
+	return s
+}
+
+// Register adds an own entity and announces it at once, with FlagQuery if
+// e.Flags has it. It fills the process fields (domain, host, instance, pid,
+// start time, process name, uid) itself; e.ID must be non-zero and unique in
+// this agent. A failed send is counted (Stats.SendErrors), not returned: the
+// next refresh repeats the announcement.
+func (a *Agent) Register(e Entity) error {
+	a.sendMu.Lock()
+	defer a.sendMu.Unlock()
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return ErrClosed
+	}
+	query := e.Flags & FlagQuery
+	e = a.fill(e)
+	if err := validate(&e); err != nil {
+		a.mu.Unlock()
+		return fmt.Errorf("registration: register %v: %w", e, err)
+	}
+	if _, dup := a.own[e.ID]; dup {
+		a.mu.Unlock()
+		return fmt.Errorf("%w: registration: entity id %016x already registered", ErrInvalid, e.ID)
+	}
+	e.Seq = a.nextSeq()
+	p := &e
+	a.own[e.ID] = p
+	if old := a.entries[entityKey(p)]; old != nil { // a stale copy from a previous agent of this process
+		a.remove(entityKey(old), old)
+	}
+	a.insert(p)
+	out := *p
+	out.Flags |= query
+	a.mu.Unlock()
+	a.sendLocked([]Entity{out})
+	return nil
+}
+
+// fill copies the process fields into e and resets receiver-side fields.
+func (a *Agent) fill(e Entity) Entity {
+	s := &a.self
+	e.Domain, e.HostName, e.MachineID, e.BootID = s.Domain, s.HostName, s.MachineID, s.BootID
+	e.Instance, e.PID, e.StartTime, e.PIDNamespace = s.Instance, s.PID, s.StartTime, s.PIDNamespace
+	e.ProcessName, e.UID = s.ProcessName, s.UID
+	e.Flags &^= FlagQuery | FlagUnregister
+	e.MemFiles = slices.Clone(e.MemFiles)
+	e.Local, e.LastSeen = true, a.cfg.Now()
+	return e
+}
+
+// Update changes an own entity's type, encoding, memory files, buffer count,
+// counters and flags (topic and kind cannot change; zero values there mean
+// "unchanged"). A change of memory files, buffer count, type, encoding or
+// flags is announced at once; counters go out with the next refresh.
+func (a *Agent) Update(e Entity) error {
+	a.sendMu.Lock()
+	defer a.sendMu.Unlock()
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return ErrClosed
+	}
+	p := a.own[e.ID]
+	if p == nil {
+		a.mu.Unlock()
+		return fmt.Errorf("registration: update %016x: %w", e.ID, ErrNotFound)
+	}
+	if (e.Topic != "" && e.Topic != p.Topic) || (e.Kind != 0 && e.Kind != p.Kind) {
+		a.mu.Unlock()
+		return fmt.Errorf("%w: registration: update %016x: topic and kind cannot change", ErrBadValue, e.ID)
+	}
+	n := *p
+	n.Type, n.Encoding, n.BufferCount = e.Type, e.Encoding, e.BufferCount
+	n.MemFiles = slices.Clone(e.MemFiles)
+	n.Sent, n.Dropped, n.AckTimeouts = e.Sent, e.Dropped, e.AckTimeouts
+	n.Flags = e.Flags &^ (FlagQuery | FlagUnregister)
+	if err := validate(&n); err != nil {
+		a.mu.Unlock()
+		return fmt.Errorf("registration: update %v: %w", n, err)
+	}
+	urgent := !slices.Equal(n.MemFiles, p.MemFiles) || n.BufferCount != p.BufferCount ||
+		n.Type != p.Type || n.Encoding != p.Encoding || n.Flags != p.Flags
+	if !urgent && sameState(p, &n) {
+		a.mu.Unlock()
+		return nil
+	}
+	if urgent {
+		n.Seq, n.LastSeen = a.nextSeq(), a.cfg.Now()
+	}
+	*p = n
+	a.notify(entityKey(p), Updated, p)
+	a.mu.Unlock()
+	if urgent {
+		a.sendLocked([]Entity{n})
+	}
+	return nil
+}
+
+// Unregister forgets an own entity and announces FlagUnregister at once
+// (repeated once with the next refresh in case the first datagram is lost).
+func (a *Agent) Unregister(id uint64) error {
+	a.sendMu.Lock()
+	defer a.sendMu.Unlock()
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return ErrClosed
+	}
+	p := a.own[id]
+	if p == nil {
+		a.mu.Unlock()
+		return fmt.Errorf("registration: unregister %016x: %w", id, ErrNotFound)
+	}
+	delete(a.own, id)
+	a.remove(entityKey(p), p)
+	out := *p
+	out.Seq = a.nextSeq()
+	out.Flags |= FlagUnregister
+	a.mu.Unlock()
+	if len(a.tombstones) < maxTombstones {
+		a.tombstones = append(a.tombstones, out)
+	}
+	a.sendLocked([]Entity{out})
+	return nil
+}
+
+// Snapshot returns every known entity, own included, sorted by topic, kind,
+// instance and id.
+func (a *Agent) Snapshot() []Entity {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	es := make([]Entity, 0, len(a.entries))
+	for _, p := range a.entries {
+		es = append(es, p.clone())
+	}
+	sortEntities(es)
+	return es
+}
+
+// Topic returns the known entities of one topic, sorted like Snapshot.
+func (a *Agent) Topic(topic string) []Entity {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ks := a.topics[topic]
+	es := make([]Entity, 0, len(ks))
+	for k := range ks {
+		es = append(es, a.entries[k].clone())
+	}
+	sortEntities(es)
+	return es
+}
+
+func sortEntities(es []Entity) {
+	slices.SortFunc(es, func(x, y Entity) int {
+		switch {
+		case x.Topic != y.Topic:
+			return cmpOrder(x.Topic < y.Topic)
+		case x.Kind != y.Kind:
+			return cmpOrder(x.Kind < y.Kind)
+		case x.Instance != y.Instance:
+			return cmpOrder(x.Instance < y.Instance)
+		case x.ID != y.ID:
+			return cmpOrder(x.ID < y.ID)
+		}
+		return 0
+	})
+}
+
+func cmpOrder(less bool) int {
+	if less {
+		return -1
+	}
+	return 1
+}
+
+// Watch returns a stream of changes. It starts with an Added change for
+// every entity known at the call, then follows every change. The receiver
+// never waits for a slow consumer: pending changes of one entity merge into
+// their net effect (see watcher; Stats.WatchCoalesced counts merges), so
+// the consumer may miss intermediate states but never the latest one.
+// buffer is the channel capacity. The returned func stops the stream and
+// closes the channel (Close does too); the channel must be drained or the
+// stream stopped, else its goroutine lives until Close.
+func (a *Agent) Watch(buffer int) (<-chan Change, func()) {
+	w := newWatcher(buffer, &a.stats)
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		close(w.out)
+		return w.out, func() {}
+	}
+	for _, e := range a.snapshotLocked() {
+		w.push(entityKey(&e), Added, &e)
+	}
+	a.watchers[w] = struct{}{}
+	a.wg.Add(1)
+	a.mu.Unlock()
+	go func() {
+		defer a.wg.Done()
+		w.run()
+	}()
+	return w.out, func() {
+		a.mu.Lock()
+		delete(a.watchers, w)
+		a.mu.Unlock()
+		w.stop()
+	}
+}
+
+func (a *Agent) snapshotLocked() []Entity {
+	es := make([]Entity, 0, len(a.entries))
+	for _, p := range a.entries {
+		es = append(es, *p)
+	}
+	sortEntities(es)
+	return es
+}
+
+// Close unregisters all own entities (one announcement), stops the
+// goroutines and watch streams and closes the sockets. It returns within
+// about closeTimeout; a second Close returns ErrClosed.
+func (a *Agent) Close() error {
+	a.sendMu.Lock()
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		a.sendMu.Unlock()
+		return ErrClosed
+	}
+	a.closed = true
+	var es []Entity
+	for id, p := range a.own {
+		out := *p
+		out.Seq = a.nextSeq()
+		out.Flags |= FlagUnregister
+		es = append(es, out)
+		delete(a.own, id)
+		a.remove(entityKey(p), p)
+	}
+	ws := a.watchers
+	a.watchers = nil
+	a.mu.Unlock()
+	a.sendLocked(es)
+	a.sendMu.Unlock()
+
+	close(a.stop)
+	a.recv.Close() // wakes the receiver
+	for w := range ws {
+		w.stop()
+	}
+	done := make(chan struct{})
+	go func() { a.wg.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-time.After(closeTimeout):
+		err = fmt.Errorf("registration: close: goroutines did not stop within %v", closeTimeout)
+	}
+	a.send.Close()
+	return err
+}
+
+// nextSeq returns the next sequence number; sendMu held.
+func (a *Agent) nextSeq() uint64 {
+	a.seq++
+	return a.seq
+}
+
+// sendLocked packs es into as few datagrams as fit and sends them; sendMu
+// held. Errors are counted, not returned.
+func (a *Agent) sendLocked(es []Entity) {
+	for len(es) > 0 {
+		n, size := 0, HeaderSize
+		for n < len(es) && n < 0xffff {
+			s := sampleSize(&es[n])
+			if n > 0 && size+s > a.maxDatagram {
+				break
+			}
+			size += s
+			n++
+		}
+		b, err := encode(a.buf[:0], a.sender, es[:n])
+		if err == nil {
+			a.buf = b
+			_ = a.send.SetWriteDeadline(time.Now().Add(sendTimeout))
+			_, err = a.send.WriteToUDP(b, a.dst)
+		}
+		if err != nil {
+			a.stats.sendErrors.Add(1)
+		} else {
+			a.stats.datagramsSent.Add(1)
+			a.stats.samplesSent.Add(uint64(n))
+		}
+		es = es[n:]
+	}
+}
+
+// announceAll sends every own entity (and pending unregistrations) and
+// returns how many samples it sent.
+func (a *Agent) announceAll() int {
+	a.sendMu.Lock()
+	defer a.sendMu.Unlock()
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return 0
+	}
+	now := a.cfg.Now()
+	es := make([]Entity, 0, len(a.own)+len(a.tombstones))
+	for _, p := range a.own {
+		p.Seq, p.LastSeen = a.nextSeq(), now
+		es = append(es, *p)
+	}
+	a.mu.Unlock()
+	es = append(es, a.tombstones...)
+	a.tombstones = nil
+	a.sendLocked(es)
+	return len(es)
+}
+
+// loop announces every refresh period, runs the sweep, and answers queries
+// (debounced to one re-announcement per QueryDebounce).
+func (a *Agent) loop() {
+	defer a.wg.Done()
+	tick := time.NewTicker(a.cfg.Refresh)
+	defer tick.Stop()
+	var last time.Time
+	var debounce *time.Timer
+	var debounceC <-chan time.Time
+	defer func() {
+		if debounce != nil {
+			debounce.Stop()
+		}
+	}()
+	for {
+		select {
+		case <-a.stop:
+			return
+		case <-tick.C:
+			a.announceAll()
+			last = time.Now()
+			a.sweep()
+		case <-a.query:
+			if debounceC != nil {
+				continue // already scheduled
+			}
+			if wait := QueryDebounce - time.Since(last); wait > 0 {
+				debounce = time.NewTimer(wait)
+				debounceC = debounce.C
+				continue
+			}
+			if a.announceAll() > 0 {
+				a.stats.reannounces.Add(1)
+			}
+			last = time.Now()
+		case <-debounceC:
+			debounceC = nil
+			if a.announceAll() > 0 {
+				a.stats.reannounces.Add(1)
+			}
+			last = time.Now()
+		}
+	}
+}
+
+// receive reads datagrams until Close.
+func (a *Agent) receive() {
+	defer a.wg.Done()
+	buf := make([]byte, 1<<16) // larger than any UDP payload: never truncates
+	for {
+		_ = a.recv.SetReadDeadline(time.Now().Add(readTimeout))
+		n, _, err := a.recv.ReadFromUDP(buf)
+		if err != nil {
+			select {
+			case <-a.stop:
+				return
+			default:
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				continue
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			a.stats.receiveErrors.Add(1)
+			select { // do not spin on a persistent error
+			case <-a.stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			continue
+		}
+		a.handle(buf[:n])
+	}
+}

@@ -1,0 +1,422 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/shmfs/shmfs/core/mutex"
+	"github.com/shmfs/shmfs/core/registration"
+	"github.com/shmfs/shmfs/internal/proc"
+)
+
+// Subscriber receives the messages of every publisher of one topic. It is
+// safe for concurrent use; each message goes to one Receive call.
+type Subscriber struct {
+	node    *Node
+	ownNode bool
+	topic   string
+	id      uint64
+	opts    SubscriberOptions
+
+	q      *queue        // copy mode
+	notify chan struct{} // zero-copy mode: an observer saw a new message
+	closed chan struct{}
+	once   sync.Once
+
+	// obs are the observers of the topic's publishers (zero-copy mode reads
+	// through them); replaced as a whole, read without locks.
+	obs atomic.Pointer[[]*observer]
+
+	// recvMu serializes zero-copy consumption; it guards consumed.
+	recvMu   sync.Mutex
+	consumed map[uint64]uint64 // publisher id -> last clock consumed
+	// consumedShared mirrors consumed for the observers' ack wait.
+	consumedMu     sync.Mutex
+	consumedShared map[uint64]uint64
+
+	received, dropped, mismatched atomic.Uint64
+}
+
+// SubscriberStats are a subscriber's counters.
+type SubscriberStats struct {
+	// Received counts messages handed to the application.
+	Received uint64
+	// Dropped counts messages missed (clock gaps, queue overflow).
+	Dropped uint64
+	// TypeMismatches counts messages ignored because their publisher's type
+	// differs from SubscriberOptions.Type.
+	TypeMismatches uint64
+	// Publishers counts publishers this subscriber is connected to.
+	Publishers int
+}
+
+// NewSubscriber creates a subscriber on topic in the domain of o.Config.
+func NewSubscriber(topic string, o *SubscriberOptions) (*Subscriber, error) {
+	var cfg Config
+	if o != nil {
+		cfg = o.Config
+	}
+	n, err := OpenNode(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s, err := n.NewSubscriber(topic, o)
+	if err != nil {
+		n.Close()
+		return nil, err
+	}
+	s.ownNode = true
+	return s, nil
+}
+
+// NewSubscriber creates a subscriber on topic in the node's domain. It
+// connects to every publisher of the topic as it appears; a publisher that
+// already published gives it its latest message at once.
+func (n *Node) NewSubscriber(topic string, o *SubscriberOptions) (*Subscriber, error) {
+	if err := registration.CheckTopic(topic); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidTopic, err)
+	}
+	opts, err := o.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if opts.Type != "" {
+		for _, e := range n.agent.Topic(topic) {
+			if e.Kind == registration.KindPublisher && e.Type != opts.Type {
+				return nil, fmt.Errorf("%w: topic %q has type %q (publisher pid %d), subscriber wants %q",
+					ErrTypeMismatch, topic, e.Type, e.PID, opts.Type)
+			}
+		}
+	}
+	s := &Subscriber{
+		node: n, topic: topic, id: proc.RandomID(), opts: opts,
+		notify: make(chan struct{}, 1), closed: make(chan struct{}),
+		consumed: map[uint64]uint64{}, consumedShared: map[uint64]uint64{},
+	}
+	if !opts.ZeroCopy {
+		s.q = newQueue(opts.QueueSize)
+	}
+	s.obs.Store(&[]*observer{})
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil, ErrClosed
+	}
+	m := n.subs[topic]
+	if m == nil {
+		m = map[*Subscriber]struct{}{}
+		n.subs[topic] = m
+	}
+	m[s] = struct{}{}
+	n.subscribersChanged(topic)
+	n.mu.Unlock()
+	if err := n.agent.Register(registration.Entity{
+		Kind: registration.KindSubscriber, ID: s.id, Topic: topic, Type: opts.Type,
+	}); err != nil {
+		s.close(true)
+		return nil, fmt.Errorf("shmfs: subscriber %q: register: %w", topic, err)
+	}
+	n.reconcile(topic)
+	n.topicObserversChanged(topic)
+	s.catchUp()
+	return s, nil
+}
+
+// topicObserversChanged refreshes the observer list of topic's subscribers.
+func (n *Node) topicObserversChanged(topic string) {
+	var list []*observer
+	for _, r := range n.remotesOf(topic) {
+		select {
+		case <-r.stop:
+			continue
+		default:
+		}
+		for _, o := range r.obs {
+			if o.ready.Load() {
+				list = append(list, o)
+			}
+		}
+	}
+	for _, s := range n.subscribersOf(topic) {
+		l := slices.Clone(list)
+		s.obs.Store(&l)
+		signal(s.notify)
+	}
+}
+
+// catchUp gives a new copy subscriber the latest message of every publisher
+// already observed (a late subscriber gets at least the latest message).
+func (s *Subscriber) catchUp() {
+	if s.opts.ZeroCopy {
+		return // zero-copy reads the latest message by itself
+	}
+	for _, o := range *s.obs.Load() {
+		if err := o.mtx.RLock(lockTimeout); err != nil {
+			if errors.Is(err, mutex.ErrOwnerDied) {
+				_ = o.mtx.RUnlock()
+			}
+			continue
+		}
+		h, view, err := o.mf.Read()
+		if err == nil && h.Clock != 0 && h.Clock == o.rp.lastClock.Load() && s.accepts(o.rp, h.ID) {
+			m := Message{Header: o.header(h), Data: slices.Clone(view)}
+			if m.Data == nil {
+				m.Data = []byte{}
+			}
+			_ = o.mtx.RUnlock()
+			s.deliver(m, false, s.closed)
+			continue
+		}
+		_ = o.mtx.RUnlock()
+	}
+}
+
+// accepts reports whether messages of publisher r with id are for s.
+func (s *Subscriber) accepts(r *remotePub, id int64) bool {
+	if s.opts.Type != "" && r.typ != s.opts.Type {
+		s.mismatched.Add(1)
+		return false
+	}
+	if len(s.opts.IDs) > 0 && !slices.Contains(s.opts.IDs, id) {
+		return false
+	}
+	return true
+}
+
+// deliver queues a copied message (copy mode).
+func (s *Subscriber) deliver(m Message, block bool, stop <-chan struct{}) {
+	if s.isClosed() || m.Size > s.opts.MaxMessageSize {
+		if !s.isClosed() {
+			s.dropped.Add(1)
+		}
+		return
+	}
+	s.q.push(m, block, stop, s.closed)
+}
+
+func (s *Subscriber) isClosed() bool {
+	select {
+	case <-s.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// Topic returns the topic name.
+func (s *Subscriber) Topic() string { return s.topic }
+
+// ID returns the subscriber's entity id.
+func (s *Subscriber) ID() uint64 { return s.id }
+
+// Stats returns the subscriber's counters.
+func (s *Subscriber) Stats() SubscriberStats {
+	st := SubscriberStats{Received: s.received.Load(), Dropped: s.dropped.Load(), TypeMismatches: s.mismatched.Load()}
+	st.Publishers = len(s.node.remotesOf(s.topic))
+	return st
+}
+
+// Receive returns the next message with a private copy of its payload. It
+// blocks until a message arrives, ctx is done, or the subscriber is closed
+// (ErrClosed). A call cancelled by ctx consumes nothing.
+func (s *Subscriber) Receive(ctx context.Context) (Message, error) {
+	if s.opts.ZeroCopy {
+		var m Message
+		err := s.ReceiveFunc(ctx, func(h Header, view []byte) error {
+			m = Message{Header: h, Data: append([]byte{}, view...)}
+			return nil
+		})
+		return m, err
+	}
+	m, err := s.q.pop(ctx, s.closed)
+	if err != nil {
+		return Message{}, err
+	}
+	s.account(m.Header)
+	return m, nil
+}
+
+// TryReceive is Receive without blocking: ok is false when nothing is
+// pending.
+func (s *Subscriber) TryReceive() (m Message, ok bool, err error) {
+	if s.isClosed() {
+		return Message{}, false, ErrClosed
+	}
+	if s.opts.ZeroCopy {
+		ok, err = s.tryZeroCopy(func(h Header, view []byte) error {
+			m = Message{Header: h, Data: append([]byte{}, view...)}
+			return nil
+		})
+		return m, ok, err
+	}
+	m, ok = s.q.tryPop()
+	if ok {
+		s.account(m.Header)
+	}
+	return m, ok, nil
+}
+
+func (s *Subscriber) account(h Header) {
+	s.received.Add(1)
+	if h.Dropped > 0 {
+		s.dropped.Add(h.Dropped)
+	}
+}
+
+// ReceiveFunc waits for the next message and calls fn with its header and
+// payload. With SubscriberOptions.ZeroCopy the view points into shared
+// memory and is valid only until fn returns; the memory file stays
+// read-locked (shared) during fn, so keep fn short. fn's error is returned.
+func (s *Subscriber) ReceiveFunc(ctx context.Context, fn func(h Header, view []byte) error) error {
+	if !s.opts.ZeroCopy {
+		m, err := s.q.pop(ctx, s.closed)
+		if err != nil {
+			return err
+		}
+		s.account(m.Header)
+		return fn(m.Header, m.Data)
+	}
+	spinUntil := time.Time{}
+	if s.opts.Spin > 0 {
+		spinUntil = time.Now().Add(s.opts.Spin)
+	}
+	var fnErr error
+	call := func(h Header, view []byte) error { fnErr = fn(h, view); return nil }
+	for {
+		ok, err := s.tryZeroCopy(call)
+		if err != nil {
+			return err
+		}
+		if ok {
+			return fnErr
+		}
+		if !spinUntil.IsZero() && time.Now().Before(spinUntil) {
+			runtime.Gosched()
+			continue
+		}
+		select {
+		case <-s.notify:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.closed:
+			return ErrClosed
+		}
+	}
+}
+
+// tryZeroCopy reads the newest unconsumed message of any publisher in place.
+func (s *Subscriber) tryZeroCopy(fn func(Header, []byte) error) (bool, error) {
+	if s.isClosed() {
+		return false, ErrClosed
+	}
+	s.recvMu.Lock()
+	defer s.recvMu.Unlock()
+	for _, o := range *s.obs.Load() {
+		last := s.consumed[o.rp.id]
+		if o.latest.Load() <= last && last != 0 {
+			continue
+		}
+		if err := o.mtx.RLock(lockTimeout); err != nil {
+			if errors.Is(err, mutex.ErrOwnerDied) {
+				_ = o.mtx.RUnlock()
+			}
+			continue
+		}
+		h, view, err := o.mf.Read()
+		if err != nil || h.Clock == 0 || h.Clock <= last || !s.accepts(o.rp, h.ID) || int(h.DataSize) > s.opts.MaxMessageSize {
+			_ = o.mtx.RUnlock()
+			if err == nil && h.Clock > last {
+				s.markConsumed(o, h.Clock) // filtered out: counts as consumed
+			}
+			continue
+		}
+		hdr := o.header(h)
+		hdr.ZeroCopy = true
+		if last != 0 {
+			hdr.Dropped = h.Clock - last - 1
+		}
+		ferr := fn(hdr, view)
+		_ = o.mtx.RUnlock()
+		s.markConsumed(o, h.Clock)
+		s.account(hdr)
+		return true, ferr
+	}
+	return false, nil
+}
+
+// markConsumed records that s consumed clock of o's publisher and tells the
+// observer, which may be holding back an acknowledgement. Caller holds recvMu.
+func (s *Subscriber) markConsumed(o *observer, clock uint64) {
+	s.consumed[o.rp.id] = clock
+	s.consumedMu.Lock()
+	s.consumedShared[o.rp.id] = clock
+	s.consumedMu.Unlock()
+	signal(o.consumed)
+}
+
+func (s *Subscriber) consumedClock(pub uint64) uint64 {
+	s.consumedMu.Lock()
+	defer s.consumedMu.Unlock()
+	return s.consumedShared[pub]
+}
+
+// Messages returns a channel that receives every message until ctx is done
+// or the subscriber is closed; then the channel is closed. Use either
+// Messages or Receive on one subscriber, not both.
+func (s *Subscriber) Messages(ctx context.Context) <-chan Message {
+	ch := make(chan Message)
+	go func() {
+		defer close(ch)
+		for {
+			m, err := s.Receive(ctx)
+			if err != nil {
+				return
+			}
+			select {
+			case ch <- m:
+			case <-ctx.Done():
+				return
+			case <-s.closed:
+				return
+			}
+		}
+	}()
+	return ch
+}
+
+// Close unregisters the subscriber and wakes blocked Receive calls with
+// ErrClosed.
+func (s *Subscriber) Close() error { return s.close(true) }
+
+func (s *Subscriber) close(releaseNode bool) error {
+	first := false
+	s.once.Do(func() { first = true; close(s.closed) })
+	if !first {
+		return nil
+	}
+	n := s.node
+	_ = n.agent.Unregister(s.id)
+	n.mu.Lock()
+	if m := n.subs[s.topic]; m != nil {
+		delete(m, s)
+		if len(m) == 0 {
+			delete(n.subs, s.topic)
+		}
+		n.subscribersChanged(s.topic)
+	}
+	closedNode := n.closed
+	n.mu.Unlock()
+	if !closedNode {
+		n.reconcile(s.topic)
+	}
+	if releaseNode && s.ownNode {
+		return n.Close()
+	}
+	return nil
+}

@@ -1,0 +1,70 @@
+package fs
+
+import (
+	"context"
+
+	"github.com/shmfs/shmfs/core"
+)
+
+// backend is the part of the core API the filesystem uses. The real
+// implementation is coreBackend over a *core.Node; unit tests plug in an
+// in-memory fake.
+type backend interface {
+	Topics() []core.TopicInfo
+	Topic(name string) (core.TopicInfo, bool)
+	Watch(buffer int) (<-chan core.Change, func())
+	NewPublisher(topic, typ string) (publisher, error)
+	NewSubscriber(topic string, o subOptions) (subscriber, error)
+	Close() error
+}
+
+type subOptions struct {
+	zeroCopy  bool
+	queueSize int
+}
+
+type publisher interface {
+	Send(ctx context.Context, data []byte) error
+	Stats() core.PublisherStats
+	ID() uint64
+	Close() error
+}
+
+type subscriber interface {
+	Receive(ctx context.Context) (core.Message, error)
+	TryReceive() (core.Message, bool, error)
+	ReceiveFunc(ctx context.Context, fn func(h core.Header, view []byte) error) error
+	Stats() core.SubscriberStats
+	ID() uint64
+	Close() error
+}
+
+var (
+	_ publisher  = (*core.Publisher)(nil)
+	_ subscriber = (*core.Subscriber)(nil)
+	_ backend    = coreBackend{}
+)
+
+// coreBackend adapts a *core.Node.
+type coreBackend struct{ n *core.Node }
+
+func (b coreBackend) Topics() []core.TopicInfo                   { return b.n.Topics() }
+func (b coreBackend) Topic(name string) (core.TopicInfo, bool)   { return b.n.Topic(name) }
+func (b coreBackend) Watch(buf int) (<-chan core.Change, func()) { return b.n.Watch(buf) }
+func (b coreBackend) Close() error                               { return b.n.Close() }
+
+func (b coreBackend) NewPublisher(topic, typ string) (publisher, error) {
+	p, err := b.n.NewPublisher(topic, &core.PublisherOptions{Type: typ})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (b coreBackend) NewSubscriber(topic string, o subOptions) (subscriber, error) {
+	s, err := b.n.NewSubscriber(topic, &core.SubscriberOptions{ZeroCopy: o.zeroCopy, QueueSize: o.queueSize})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}

@@ -1,0 +1,208 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"syscall"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/shmfs/shmfs/core"
+)
+
+// streamFlags make the kernel bypass the page cache and file size and pass
+// every read(2) and write(2) to us, with offset 0 at the start of each.
+const streamFlags = fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NONSEEKABLE | fuse.FOPEN_STREAM
+
+// dataNode is T/data: write(2) publishes, read(2) subscribes.
+type dataNode struct {
+	gofs.Inode
+	fs    *filesystem
+	topic string
+}
+
+var (
+	_ = (gofs.NodeOpener)((*dataNode)(nil))
+	_ = (gofs.NodeGetattrer)((*dataNode)(nil))
+	_ = (gofs.NodeSetattrer)((*dataNode)(nil))
+	_ = (gofs.FileReader)((*dataHandle)(nil))
+	_ = (gofs.FileWriter)((*dataHandle)(nil))
+	_ = (gofs.FileReleaser)((*dataHandle)(nil))
+)
+
+func (n *dataNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	n.fs.fileAttr(&out.Attr, 0o666)
+	return 0
+}
+
+func (n *dataNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	return n.fs.setattr(in, out, 0o666)
+}
+
+// setattr accepts what shells and tools do to a stream file: truncation to
+// size 0 (O_TRUNC of `>`) and time updates (touch). Everything else fails.
+func (f *filesystem) setattr(in *fuse.SetAttrIn, out *fuse.AttrOut, perm uint32) syscall.Errno {
+	if sz, ok := in.GetSize(); ok && sz != 0 {
+		return syscall.EINVAL
+	}
+	if _, ok := in.GetMode(); ok {
+		return syscall.EPERM
+	}
+	if _, ok := in.GetUID(); ok {
+		return syscall.EPERM
+	}
+	if _, ok := in.GetGID(); ok {
+		return syscall.EPERM
+	}
+	f.fileAttr(&out.Attr, perm)
+	return 0
+}
+
+func (n *dataNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	t, ok := n.fs.acquire(n.topic)
+	if !ok {
+		return nil, 0, syscall.ENODEV
+	}
+	h := &dataHandle{t: t, lock: make(chan struct{}, 1)}
+	acc := flags & syscall.O_ACCMODE
+	if acc == syscall.O_WRONLY || acc == syscall.O_RDWR {
+		// Create the publisher now, so that the first write does not wait
+		// for discovery.
+		if _, err := t.publisher(); err != nil {
+			n.fs.release(t)
+			n.fs.log.Printf("topic %q: publisher: %v", n.topic, err)
+			return nil, 0, errno(err)
+		}
+		h.write = true
+	}
+	if acc == syscall.O_RDONLY || acc == syscall.O_RDWR {
+		sub, err := n.fs.be.NewSubscriber(n.topic, subOptions{queueSize: n.fs.opts.QueueSize})
+		if err != nil {
+			n.fs.release(t)
+			n.fs.log.Printf("topic %q: subscriber: %v", n.topic, err)
+			return nil, 0, errno(err)
+		}
+		h.sub = sub
+	}
+	if !n.fs.addHandle(h) {
+		h.close()
+		n.fs.release(t)
+		return nil, 0, syscall.ENODEV
+	}
+	return h, streamFlags, 0
+}
+
+// dataHandle is one open file description of data: its own subscriber
+// (when readable) and the remainder of a message not yet read.
+type dataHandle struct {
+	t     *topic
+	sub   subscriber // nil when write-only
+	write bool
+
+	// lock admits one reader at a time; a channel so that waiting for it
+	// is interruptible.
+	lock chan struct{}
+	rest []byte // unread remainder of the current message (guarded by lock)
+
+	closeOnce sync.Once
+	closed    bool // set under mu by shutdown
+	mu        sync.Mutex
+}
+
+// Read returns bytes of one message only. A read(2) with a buffer at least
+// as large as the message returns exactly that message. The kernel splits a
+// read(2) larger than the 1 MiB request limit into requests at increasing
+// offsets of one call (FOPEN_STREAM restarts each read(2) at offset 0): a
+// request at offset > 0 with nothing left of the message ends the read(2)
+// instead of starting on the next message.
+func (h *dataHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if h.sub == nil {
+		return nil, syscall.EBADF
+	}
+	select {
+	case h.lock <- struct{}{}:
+		defer func() { <-h.lock }()
+	case <-ctx.Done():
+		return nil, syscall.EINTR
+	}
+	if len(h.rest) > 0 {
+		n := copy(dest, h.rest)
+		h.rest = h.rest[n:]
+		return fuse.ReadResultData(dest[:n]), 0
+	}
+	if off > 0 {
+		return fuse.ReadResultData(nil), 0
+	}
+	nonblock := h.t.fs.raw.nonblocking(ctx)
+	for {
+		var m core.Message
+		var err error
+		if nonblock {
+			var ok bool
+			m, ok, err = h.sub.TryReceive()
+			if err == nil && !ok {
+				return nil, syscall.EAGAIN
+			}
+		} else {
+			// Core either returns the message or leaves it queued when
+			// ctx is cancelled (interrupt), so nothing is lost or doubled.
+			m, err = h.sub.Receive(ctx)
+		}
+		if err != nil {
+			if errors.Is(err, core.ErrClosed) {
+				return fuse.ReadResultData(nil), 0 // shutdown: EOF
+			}
+			if ctx.Err() != nil {
+				return nil, syscall.EINTR
+			}
+			h.t.fs.log.Printf("topic %q: receive: %v", h.t.name, err)
+			return nil, errno(err)
+		}
+		if len(m.Data) == 0 {
+			continue // an empty message would read as end of file
+		}
+		n := copy(dest, m.Data)
+		if n < len(m.Data) {
+			h.rest = m.Data[n:]
+		}
+		return fuse.ReadResultData(dest[:n]), 0
+	}
+}
+
+// Write publishes data as one message. The kernel passes a write(2) of up
+// to 1 MiB (MaxWrite) as one request; larger ones arrive in 1 MiB pieces,
+// each a message of its own (use the whole file for larger messages).
+func (h *dataHandle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	if !h.write {
+		return 0, syscall.EBADF
+	}
+	if err := h.t.send(data); err != nil {
+		return 0, errno(err)
+	}
+	return uint32(len(data)), 0
+}
+
+func (h *dataHandle) shutdown() {
+	h.mu.Lock()
+	h.closed = true
+	h.mu.Unlock()
+	h.close()
+}
+
+func (h *dataHandle) close() {
+	h.closeOnce.Do(func() {
+		if h.sub != nil {
+			if err := h.sub.Close(); err != nil && !errors.Is(err, core.ErrClosed) {
+				h.t.fs.log.Printf("topic %q: close subscriber: %v", h.t.name, err)
+			}
+		}
+	})
+}
+
+func (h *dataHandle) Release(ctx context.Context) syscall.Errno {
+	h.close()
+	h.t.fs.removeHandle(h)
+	h.t.fs.release(h.t)
+	return 0
+}
