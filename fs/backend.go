@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"time"
 
 	"github.com/shmfs/shmfs/core"
 )
@@ -16,6 +17,7 @@ type backend interface {
 	NewPublisher(topic, typ string) (publisher, error)
 	NewSubscriber(topic string, o subOptions) (subscriber, error)
 	Close() error
+	domain() string
 }
 
 type subOptions struct {
@@ -46,15 +48,19 @@ var (
 )
 
 // coreBackend adapts a *core.Node.
-type coreBackend struct{ n *core.Node }
+type coreBackend struct {
+	n   *core.Node
+	ack time.Duration // publishers' AckTimeout
+}
 
 func (b coreBackend) Topics() []core.TopicInfo                   { return b.n.Topics() }
 func (b coreBackend) Topic(name string) (core.TopicInfo, bool)   { return b.n.Topic(name) }
 func (b coreBackend) Watch(buf int) (<-chan core.Change, func()) { return b.n.Watch(buf) }
 func (b coreBackend) Close() error                               { return b.n.Close() }
+func (b coreBackend) domain() string                             { return b.n.Config().Domain }
 
 func (b coreBackend) NewPublisher(topic, typ string) (publisher, error) {
-	p, err := b.n.NewPublisher(topic, &core.PublisherOptions{Type: typ})
+	p, err := b.n.NewPublisher(topic, &core.PublisherOptions{Type: typ, AckTimeout: b.ack})
 	if err != nil {
 		return nil, err
 	}

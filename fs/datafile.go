@@ -3,8 +3,10 @@ package fs
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"syscall"
+	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -14,6 +16,13 @@ import (
 // streamFlags make the kernel bypass the page cache and file size and pass
 // every read(2) and write(2) to us, with offset 0 at the start of each.
 const streamFlags = fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NONSEEKABLE | fuse.FOPEN_STREAM
+
+// pageSize is the unit in which the kernel limits one request (256 pages).
+const pageSize = 4096
+
+// holdTimeout bounds how long a write piece that may continue waits for
+// the rest of its write(2) before it is published alone.
+const holdTimeout = 50 * time.Millisecond
 
 // dataNode is T/data: write(2) publishes, read(2) subscribes.
 type dataNode struct {
@@ -28,6 +37,7 @@ var (
 	_ = (gofs.NodeSetattrer)((*dataNode)(nil))
 	_ = (gofs.FileReader)((*dataHandle)(nil))
 	_ = (gofs.FileWriter)((*dataHandle)(nil))
+	_ = (gofs.FileFlusher)((*dataHandle)(nil))
 	_ = (gofs.FileReleaser)((*dataHandle)(nil))
 )
 
@@ -64,7 +74,11 @@ func (n *dataNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	if !ok {
 		return nil, 0, syscall.ENODEV
 	}
-	h := &dataHandle{t: t, lock: make(chan struct{}, 1)}
+	h := &dataHandle{
+		t: t, lock: make(chan struct{}, 1),
+		nonblock: flags&syscall.O_NONBLOCK != 0,
+		appends:  flags&syscall.O_APPEND != 0,
+	}
 	acc := flags & syscall.O_ACCMODE
 	if acc == syscall.O_WRONLY || acc == syscall.O_RDWR {
 		// Create the publisher now, so that the first write does not wait
@@ -94,28 +108,38 @@ func (n *dataNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 }
 
 // dataHandle is one open file description of data: its own subscriber
-// (when readable) and the remainder of a message not yet read.
+// (when readable), the remainder of a message not yet read, and a write
+// piece waiting for the rest of its write(2).
 type dataHandle struct {
-	t     *topic
-	sub   subscriber // nil when write-only
-	write bool
+	t        *topic
+	sub      subscriber // nil when write-only
+	write    bool
+	nonblock bool // O_NONBLOCK given to open(2)
+	appends  bool // O_APPEND: offsets are not write(2)-relative
 
 	// lock admits one reader at a time; a channel so that waiting for it
 	// is interruptible.
 	lock chan struct{}
 	rest []byte // unread remainder of the current message (guarded by lock)
 
+	wmu     sync.Mutex
+	held    []byte      // first piece of a write(2) the kernel split
+	heldEnd int64       // offset where its continuation starts
+	timer   *time.Timer // publishes held alone after holdTimeout
+
 	closeOnce sync.Once
-	closed    bool // set under mu by shutdown
-	mu        sync.Mutex
 }
 
 // Read returns bytes of one message only. A read(2) with a buffer at least
-// as large as the message returns exactly that message. The kernel splits a
-// read(2) larger than the 1 MiB request limit into requests at increasing
-// offsets of one call (FOPEN_STREAM restarts each read(2) at offset 0): a
-// request at offset > 0 with nothing left of the message ends the read(2)
-// instead of starting on the next message.
+// as large as the message returns exactly that message; a longer message
+// continues on the next read(2). The kernel splits a read(2) into requests
+// of at most 256 pages at increasing offsets of one call (FOPEN_STREAM
+// starts each read(2) at offset 0): a request at offset > 0 with nothing
+// left of the message ends the read(2) instead of starting the next one.
+//
+// O_NONBLOCK counts only when given to open(2): Go's runtime sets it with
+// fcntl on every file it opens and then waits for epoll readiness, which a
+// FUSE file without poll support never signals again after EAGAIN.
 func (h *dataHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	if h.sub == nil {
 		return nil, syscall.EBADF
@@ -134,11 +158,10 @@ func (h *dataHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 	if off > 0 {
 		return fuse.ReadResultData(nil), 0
 	}
-	nonblock := h.t.fs.raw.nonblocking(ctx)
 	for {
 		var m core.Message
 		var err error
-		if nonblock {
+		if h.nonblock {
 			var ok bool
 			m, ok, err = h.sub.TryReceive()
 			if err == nil && !ok {
@@ -170,12 +193,33 @@ func (h *dataHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 	}
 }
 
-// Write publishes data as one message. The kernel passes a write(2) of up
-// to 1 MiB (MaxWrite) as one request; larger ones arrive in 1 MiB pieces,
-// each a message of its own (use the whole file for larger messages).
+// Write publishes one write(2) as one message. The kernel passes at most
+// 256 pages per request: a write(2) of up to 1 MiB from a buffer that is
+// not page-aligned arrives as a piece of 1 MiB minus the buffer's offset
+// in its page, then the rest at the offset where the piece ended. Such a
+// piece is held until its continuation arrives (or the next write, close,
+// or holdTimeout) and published with it as one message. Pieces of a
+// write(2) over 1 MiB are published separately (use whole).
 func (h *dataHandle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
 	if !h.write {
 		return 0, syscall.EBADF
+	}
+	h.wmu.Lock()
+	defer h.wmu.Unlock()
+	if h.held != nil {
+		if off > 0 && off == h.heldEnd && len(h.held)+len(data) <= MaxWrite {
+			h.held = append(h.held, data...)
+			return uint32(len(data)), errno(h.publishHeldLocked())
+		}
+		if err := h.publishHeldLocked(); err != nil {
+			h.t.fs.log.Printf("topic %q: publish: %v", h.t.name, err)
+		}
+	}
+	if off == 0 && !h.appends && len(data) > MaxWrite-pageSize && len(data) < MaxWrite {
+		h.held = slices.Clone(data)
+		h.heldEnd = int64(len(data))
+		h.timer = time.AfterFunc(holdTimeout, h.flushHeld)
+		return uint32(len(data)), 0
 	}
 	if err := h.t.send(data); err != nil {
 		return 0, errno(err)
@@ -183,12 +227,40 @@ func (h *dataHandle) Write(ctx context.Context, data []byte, off int64) (uint32,
 	return uint32(len(data)), 0
 }
 
-func (h *dataHandle) shutdown() {
-	h.mu.Lock()
-	h.closed = true
-	h.mu.Unlock()
-	h.close()
+func (h *dataHandle) publishHeldLocked() error {
+	if h.timer != nil {
+		h.timer.Stop()
+		h.timer = nil
+	}
+	m := h.held
+	h.held = nil
+	if m == nil {
+		return nil
+	}
+	return h.t.send(m)
 }
+
+func (h *dataHandle) flushHeld() {
+	h.wmu.Lock()
+	defer h.wmu.Unlock()
+	if err := h.publishHeldLocked(); err != nil {
+		h.t.fs.log.Printf("topic %q: publish: %v", h.t.name, err)
+	}
+}
+
+// Flush (every close(2)) publishes a held piece.
+func (h *dataHandle) Flush(ctx context.Context) syscall.Errno {
+	if !h.write {
+		return 0
+	}
+	h.wmu.Lock()
+	defer h.wmu.Unlock()
+	return errno(h.publishHeldLocked())
+}
+
+// shutdown closes the subscriber: a blocked Receive returns ErrClosed and
+// the read returns EOF.
+func (h *dataHandle) shutdown() { h.close() }
 
 func (h *dataHandle) close() {
 	h.closeOnce.Do(func() {
@@ -201,6 +273,9 @@ func (h *dataHandle) close() {
 }
 
 func (h *dataHandle) Release(ctx context.Context) syscall.Errno {
+	if h.write {
+		h.flushHeld()
+	}
 	h.close()
 	h.t.fs.removeHandle(h)
 	h.t.fs.release(h.t)

@@ -44,7 +44,7 @@ func (n *eventsNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, u
 	if !ok {
 		return nil, 0, syscall.ENODEV
 	}
-	h := &eventsHandle{t: t, wake: make(chan struct{}, 1), lock: make(chan struct{}, 1)}
+	h := &eventsHandle{t: t, wake: make(chan struct{}, 1), lock: make(chan struct{}, 1), nonblock: flags&syscall.O_NONBLOCK != 0}
 	if !n.fs.addHandle(h) {
 		n.fs.release(t)
 		return nil, 0, syscall.ENODEV
@@ -61,9 +61,10 @@ func (n *eventsNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, u
 
 // eventsHandle is one open events file: its own queue of lines.
 type eventsHandle struct {
-	t    *topic
-	wake chan struct{} // signalled when lines arrive or on shutdown
-	lock chan struct{} // one reader at a time, interruptible
+	t        *topic
+	wake     chan struct{} // signalled when lines arrive or on shutdown
+	lock     chan struct{} // one reader at a time, interruptible
+	nonblock bool          // O_NONBLOCK given to open(2) (see dataHandle.Read)
 
 	mu     sync.Mutex
 	buf    []byte
@@ -128,7 +129,7 @@ func (h *eventsHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.R
 		if closed {
 			return fuse.ReadResultData(nil), 0
 		}
-		if h.t.fs.raw.nonblocking(ctx) {
+		if h.nonblock {
 			return nil, syscall.EAGAIN
 		}
 		select {
@@ -164,7 +165,7 @@ func (t *topic) emitLocked(now time.Time, format string, args ...any) {
 // stamp formats an event time: UTC, milliseconds, e.g. 2026-11-26T10:00:00.123Z.
 func stamp(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z07:00") }
 
-func hex(id uint64) string { return shmname.Hex(id) }
+func hexID(id uint64) string { return shmname.Hex(id) }
 
 // word makes an untrusted string (process or host name from registration)
 // safe for a space-separated key=value line.

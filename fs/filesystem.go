@@ -17,7 +17,6 @@ type handle interface {
 // filesystem is the state shared by all nodes of one mount.
 type filesystem struct {
 	be     backend
-	raw    *rawFS
 	opts   MountOptions
 	log    *log.Logger
 	start  time.Time
@@ -64,17 +63,21 @@ func (f *filesystem) exists(name string) bool {
 // names lists the root directory: every known topic with a valid file name
 // plus the declared ones, sorted.
 func (f *filesystem) names() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.namesLocked()
+}
+
+func (f *filesystem) namesLocked() []string {
 	set := map[string]bool{}
 	for _, ti := range f.be.Topics() {
 		if validName(ti.Name) {
 			set[ti.Name] = true
 		}
 	}
-	f.mu.Lock()
 	for n := range f.declared {
 		set[n] = true
 	}
-	f.mu.Unlock()
 	out := make([]string, 0, len(set))
 	for n := range set {
 		out = append(out, n)

@@ -72,6 +72,7 @@ func (r *rootNode) Mkdir(ctx context.Context, name string, mode uint32, out *fus
 	}
 	r.fs.mu.Lock()
 	r.fs.declared[name] = true
+	r.fs.visible[name] = true
 	r.fs.mu.Unlock()
 	return r.child(ctx, name, out), 0
 }
@@ -96,6 +97,7 @@ func (r *rootNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 	}
 	f.mu.Lock()
 	delete(f.declared, name)
+	delete(f.visible, name)
 	if t != nil && f.topics[name] == t && t.refs == 0 {
 		delete(f.topics, name)
 	} else {

@@ -157,13 +157,13 @@ func (t *topic) observe(h core.Header) {
 		return
 	}
 	if h.Dropped > 0 {
-		t.emitLocked(now, "drop count=%d publisher=%s", h.Dropped, hex(h.Publisher))
+		t.emitLocked(now, "drop count=%d publisher=%s", h.Dropped, hexID(h.Publisher))
 	}
 	if g, ok := t.gens[h.Publisher]; ok && g != h.Generation {
-		t.emitLocked(now, "grow generation=%d publisher=%s", h.Generation, hex(h.Publisher))
+		t.emitLocked(now, "grow generation=%d publisher=%s", h.Generation, hexID(h.Publisher))
 	}
 	t.gens[h.Publisher] = h.Generation
-	t.emitLocked(now, "message clock=%d size=%d id=%d publisher=%s", h.Clock, h.Size, h.ID, hex(h.Publisher))
+	t.emitLocked(now, "message clock=%d size=%d id=%d publisher=%s", h.Clock, h.Size, h.ID, hexID(h.Publisher))
 }
 
 // lastHeader returns the latest message header the monitor saw.
@@ -187,21 +187,21 @@ func (t *topic) change(c core.Change) {
 	switch c.Kind {
 	case core.Added:
 		t.counters[e.ID] = cur
-		t.emitLocked(now, "%s-added id=%s pid=%d process=%s host=%s type=%s", e.Kind, hex(e.ID), e.PID, word(e.Process), word(e.Host), word(e.Type))
+		t.emitLocked(now, "%s-added id=%s pid=%d process=%s host=%s type=%s", e.Kind, hexID(e.ID), e.PID, word(e.Process), word(e.Host), word(e.Type))
 	case core.Removed:
 		delete(t.counters, e.ID)
 		delete(t.gens, e.ID)
-		t.emitLocked(now, "%s-removed id=%s pid=%d", e.Kind, hex(e.ID), e.PID)
+		t.emitLocked(now, "%s-removed id=%s pid=%d", e.Kind, hexID(e.ID), e.PID)
 	case core.Updated:
 		t.counters[e.ID] = cur
 		if !known {
 			return // first sighting: a baseline, no difference to report
 		}
 		if cur.ackTimeouts > prev.ackTimeouts {
-			t.emitLocked(now, "ack-timeout count=%d total=%d publisher=%s", cur.ackTimeouts-prev.ackTimeouts, cur.ackTimeouts, hex(e.ID))
+			t.emitLocked(now, "ack-timeout count=%d total=%d publisher=%s", cur.ackTimeouts-prev.ackTimeouts, cur.ackTimeouts, hexID(e.ID))
 		}
 		if cur.dropped > prev.dropped {
-			t.emitLocked(now, "drop count=%d total=%d %s=%s", cur.dropped-prev.dropped, cur.dropped, e.Kind, hex(e.ID))
+			t.emitLocked(now, "drop count=%d total=%d %s=%s", cur.dropped-prev.dropped, cur.dropped, e.Kind, hexID(e.ID))
 		}
 	}
 }

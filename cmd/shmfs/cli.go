@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/shmfs/shmfs/core"
+	"github.com/shmfs/shmfs/core/registration"
 	"github.com/shmfs/shmfs/internal/shmname"
 )
 
@@ -50,14 +51,13 @@ type cli struct {
 	port   int // 0: core's default (SHMFS_PORT is resolved here already)
 }
 
-// flags returns a flag set for the current command with the global flags
-// already defined.
+// flags returns a flag set for the current command; parse adds the global
+// flags (last, so that --help lists the command's own flags first).
 func (c *cli) flags() *pflag.FlagSet {
 	fs := pflag.NewFlagSet(c.cmd.name, pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 	fs.SortFlags = false
-	addGlobalFlags(fs)
 	return fs
 }
 
@@ -70,6 +70,7 @@ func addGlobalFlags(fs *pflag.FlagSet) {
 // errHelp), and resolves domain and port: flag, else the global flag given
 // before the command, else the environment, else the default.
 func (c *cli) parse(fs *pflag.FlagSet, args []string) error {
+	addGlobalFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			c.cmd.printHelp(c.stdout, fs)
@@ -133,12 +134,8 @@ func (c *cli) effectivePort() int {
 	if c.port != 0 {
 		return c.port
 	}
-	return defaultPort
+	return registration.DefaultPort
 }
-
-// defaultPort is core/registration's default port, repeated here for messages
-// and doctor (which must not join the domain).
-const defaultPort = 14190
 
 // checkTopic rejects topic names the core would refuse, with a message that
 // says why; the core remains the authority (its ErrInvalidTopic also maps to

@@ -22,11 +22,12 @@ func newIntervalWindow(size int) *intervalWindow {
 	return &intervalWindow{size: size, ivs: make([]time.Duration, 0, min(size, 1024))}
 }
 
-// add records an arrival at t. Arrivals must come in time order; one that
-// does not (a publisher clock going back) restarts the interval chain
-// without recording a negative interval.
-func (w *intervalWindow) add(t time.Time) {
-	if w.have && !t.Before(w.last) {
+// add records an arrival at t. gap says that messages were missed right
+// before this one: the interval since the previous arrival spans them and is
+// not recorded. Arrivals must come in time order; one that does not (a
+// publisher clock going back) likewise records no (negative) interval.
+func (w *intervalWindow) add(t time.Time, gap bool) {
+	if w.have && !gap && !t.Before(w.last) {
 		iv := t.Sub(w.last)
 		if len(w.ivs) < w.size {
 			w.ivs = append(w.ivs, iv)

@@ -27,7 +27,7 @@ func surveyDefaults(refresh time.Duration) (wait, minSpan time.Duration) {
 	if refresh <= 0 {
 		refresh = time.Second
 	}
-	return refresh + refresh/4, refresh / 4
+	return refresh + refresh/4, refresh / 2
 }
 
 // surveyDomain polls node's registry for wait. It goes on for up to another

@@ -16,6 +16,3 @@ var (
 	// ErrClosed: the handle was closed.
 	ErrClosed = errors.New("mutex: closed")
 )
-
-// errCorrupt is replaced by shm.ErrCorrupt once the named wrapper exists.
-var errCorrupt = errors.New("mutex: corrupt")

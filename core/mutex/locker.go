@@ -111,7 +111,14 @@ func wait(addr *uint32, val uint32, d time.Duration) error {
 	return nil
 }
 
-func wakeAll(addr *uint32) { _, _ = futex.Wake(addr, 0) }
+// wakes counts FUTEX_WAKE calls made by this process's lock operations
+// (tests assert that uncontended ones make none).
+var wakes atomic.Uint64
+
+func wakeAll(addr *uint32) {
+	wakes.Add(1)
+	_, _ = futex.Wake(addr, 0)
+}
 
 // lock takes the lock exclusively: first W, then it waits for the shared
 // holders announced in the readers word to leave.
@@ -365,7 +372,12 @@ func (l *locker) rlock(timeout time.Duration) error {
 		bit := uint64(1) << i
 		atomic.OrUint64(l.r.readers, bit)
 		if atomic.LoadUint64(l.r.w) != unlocked {
-			l.release(i)
+			if err := l.release(i); err != nil {
+				return err
+			}
+			if _, expired := wt.tick(); expired {
+				return ErrTimeout
+			}
 			continue
 		}
 		l.mine.Or(bit)

@@ -2,8 +2,10 @@ package mutex
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -17,6 +19,7 @@ func TestMain(m *testing.M) {
 		"incr":    childIncr,
 		"hold":    childHold,
 		"readers": childReaders,
+		"hammer":  childHammer,
 	})
 }
 
@@ -24,10 +27,21 @@ func TestMain(m *testing.M) {
 const (
 	offCounter = 1024 // u64 incremented non-atomically under the lock
 	offInside  = 1032 // u32 shared holders inside, atomically counted
+	offGo      = 1036 // u32 set to 1 by the parent: children start together
 )
 
 func counterAt(b []byte) uint64     { return binary.LittleEndian.Uint64(b[offCounter:]) }
 func setCounter(b []byte, v uint64) { binary.LittleEndian.PutUint64(b[offCounter:], v) }
+
+// spin widens the window between reading and writing the counter, so that
+// a broken lock loses increments.
+func spin(c uint64) {
+	for i := range 20 {
+		sink += c * uint64(i)
+	}
+}
+
+var sink uint64
 
 func fail(format string, a ...any) int {
 	fmt.Fprintf(os.Stderr, format+"\n", a...)
@@ -48,11 +62,21 @@ func childIncr(args []string) int {
 		return fail("open counter: %v", err)
 	}
 	n, _ := strconv.Atoi(a[2])
+	fmt.Println("ready")
+	deadline := time.Now().Add(10 * time.Second)
+	for atomic.LoadUint32(goWord(b)) == 0 {
+		if time.Now().After(deadline) {
+			return fail("no start signal")
+		}
+		runtime.Gosched()
+	}
 	for i := range n {
 		if err := h.Lock(10 * time.Second); err != nil {
 			return fail("lock: %v", err)
 		}
-		setCounter(b, counterAt(b)+1)
+		c := counterAt(b)
+		spin(c)
+		setCounter(b, c+1)
 		if err := h.Unlock(); err != nil {
 			return fail("unlock: %v", err)
 		}
@@ -123,4 +147,32 @@ func childReaders(args []string) int {
 		return fail("runlock: %v", err)
 	}
 	return 0
+}
+
+// childHammer <mutex>: locks, exclusively and shared, in a loop until killed.
+// Holders killed at any instant must never make it wait past its timeout.
+func childHammer(args []string) int {
+	a := testutil.ChildArgs(args)
+	h, err := openShared(a[0])
+	if err != nil {
+		return fail("open: %v", err)
+	}
+	fmt.Println("running")
+	for i := 0; ; i++ {
+		if i%4 == 0 {
+			if err := h.RLock(5 * time.Second); err != nil && !errors.Is(err, ErrOwnerDied) {
+				return fail("rlock: %v", err)
+			}
+			if err := h.RUnlock(); err != nil {
+				return fail("runlock: %v", err)
+			}
+			continue
+		}
+		if err := h.Lock(5 * time.Second); err != nil && !errors.Is(err, ErrOwnerDied) {
+			return fail("lock: %v", err)
+		}
+		if err := h.Unlock(); err != nil {
+			return fail("unlock: %v", err)
+		}
+	}
 }

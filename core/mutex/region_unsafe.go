@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"unsafe"
+
+	"github.com/shmfs/shmfs/internal/shm"
 )
 
 // region holds pointers to the words of one mutex's shared memory. It is
@@ -32,14 +34,14 @@ var lowHalf = func() uintptr {
 // slot count: it must equal the one this code was built for.
 func newRegion(b []byte) (region, error) {
 	if len(b) < dataSize {
-		return region{}, fmt.Errorf("%w: mutex data is %d bytes, need %d", errCorrupt, len(b), dataSize)
+		return region{}, fmt.Errorf("%w: mutex data is %d bytes, need %d", shm.ErrCorrupt, len(b), dataSize)
 	}
 	p := unsafe.Pointer(unsafe.SliceData(b))
 	if uintptr(p)%8 != 0 {
-		return region{}, fmt.Errorf("%w: mutex data not 8-byte aligned", errCorrupt)
+		return region{}, fmt.Errorf("%w: mutex data not 8-byte aligned", shm.ErrCorrupt)
 	}
 	if n := binary.LittleEndian.Uint32(b[offNSlots:]); n != numSlots {
-		return region{}, fmt.Errorf("%w: mutex has %d reader slots, want %d", errCorrupt, n, numSlots)
+		return region{}, fmt.Errorf("%w: mutex has %d reader slots, want %d", shm.ErrCorrupt, n, numSlots)
 	}
 	return region{
 		w:       (*uint64)(unsafe.Add(p, offW)),

@@ -53,12 +53,14 @@ type Agent struct {
 	buf        []byte
 
 	// mu guards the fields below.
-	mu       sync.Mutex
-	closed   bool
-	own      map[uint64]*Entity // own entities by id; the same pointers are in entries
-	entries  map[key]*Entity
-	topics   map[string]map[key]struct{}
-	watchers map[*watcher]struct{}
+	mu                    sync.Mutex
+	closed                bool
+	own                   map[uint64]*Entity // own entities by id; the same pointers are in entries
+	entries               map[key]*Entity
+	bytes                 int // sum of entrySize over entries
+	maxEntities, maxBytes int // MaxEntities, MaxRegistryBytes (tests lower them)
+	topics                map[string]map[key]struct{}
+	watchers              map[*watcher]struct{}
 }
 
 // NewAgent validates cfg (zero fields take defaults), opens the sockets and
@@ -98,11 +100,13 @@ func NewAgent(cfg Config) (*Agent, error) {
 		stop:        make(chan struct{}),
 		// Sequence numbers start at the wall clock so that a new agent in
 		// the same process (same instance) outranks an old one's samples.
-		seq:      uint64(time.Now().UnixNano()),
-		own:      make(map[uint64]*Entity),
-		entries:  make(map[key]*Entity),
-		topics:   make(map[string]map[key]struct{}),
-		watchers: make(map[*watcher]struct{}),
+		seq:         uint64(time.Now().UnixNano()),
+		own:         make(map[uint64]*Entity),
+		entries:     make(map[key]*Entity),
+		maxEntities: MaxEntities,
+		maxBytes:    MaxRegistryBytes,
+		topics:      make(map[string]map[key]struct{}),
+		watchers:    make(map[*watcher]struct{}),
 	}
 	if cfg.Mode == ModeNetwork {
 		a.maxDatagram = networkDatagram
@@ -214,6 +218,7 @@ func (a *Agent) Update(e Entity) error {
 	if urgent {
 		n.Seq, n.LastSeen = a.nextSeq(), a.cfg.Now()
 	}
+	a.bytes += entrySize(&n) - entrySize(p)
 	*p = n
 	a.notify(entityKey(p), Updated, p)
 	a.mu.Unlock()

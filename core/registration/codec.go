@@ -33,11 +33,14 @@ import (
 //	    names in the same form. Bytes after them are ignored (fields added
 //	    by later minor revisions are appended here).
 //
-// A sample of an unknown kind (not 0, 1, 2) is skipped after its framing
-// was checked. Version 1 changes only by appending; an incompatible change
-// takes a new version number.
-const Magic uint32 = 0x524d4853 // "SHMR"
+// A sample of an unknown kind (not 0, 1, 2) is skipped (its length prefix
+// frames it). Version 1 changes only by appending; an incompatible change
+// takes a new version number. The reserved byte is written 0 and ignored.
 
+// Magic starts every datagram: the bytes "SHMR".
+const Magic uint32 = 0x524d4853
+
+// Format constants.
 const (
 	Version     = 1
 	HeaderSize  = 16
@@ -96,16 +99,16 @@ func decode(b []byte) (datagram, error) {
 	d.entities = make([]Entity, 0, count)
 	for i := range count {
 		if len(rest) < 2 {
-			return d, fmt.Errorf("%w: sample %d: no length", ErrTruncated, i)
+			return datagram{}, fmt.Errorf("%w: sample %d: no length", ErrTruncated, i)
 		}
 		n := int(le.Uint16(rest))
 		rest = rest[2:]
 		if n > len(rest) {
-			return d, fmt.Errorf("%w: sample %d: length %d past end (%d left)", ErrTruncated, i, n, len(rest))
+			return datagram{}, fmt.Errorf("%w: sample %d: length %d past end (%d left)", ErrTruncated, i, n, len(rest))
 		}
 		e, known, err := decodeSample(rest[:n])
 		if err != nil {
-			return d, fmt.Errorf("sample %d: %w", i, err)
+			return datagram{}, fmt.Errorf("sample %d: %w", i, err)
 		}
 		rest = rest[n:]
 		if !known {

@@ -33,9 +33,11 @@ const (
 	// QueryDebounce bounds how often an agent re-announces in answer to
 	// FlagQuery samples.
 	QueryDebounce = 20 * time.Millisecond
-	// MaxEntities bounds the registry; samples of further new entities are
-	// dropped and counted (Stats.DroppedFull).
-	MaxEntities = 1 << 16
+	// MaxEntities and MaxRegistryBytes bound the registry (bytes: encoded
+	// size plus 256 per entity). Samples that would exceed either are dropped
+	// and counted (Stats.DroppedFull); own entities are always accepted.
+	MaxEntities      = 1 << 16
+	MaxRegistryBytes = 64 << 20
 )
 
 // Config configures an Agent. Zero fields take the defaults of DefaultConfig.

@@ -78,7 +78,7 @@ func (a *Agent) apply(e *Entity, now time.Time) (query bool) {
 			a.stats.dead.Add(1)
 			return false
 		}
-		if len(a.entries) >= MaxEntities {
+		if len(a.entries) >= a.maxEntities || a.bytes+entrySize(e) > a.maxBytes {
 			a.stats.full.Add(1)
 			return false
 		}
@@ -90,6 +90,11 @@ func (a *Agent) apply(e *Entity, now time.Time) (query bool) {
 		}
 		return query
 	}
+	if grow := entrySize(e) - entrySize(old); grow > 0 && a.bytes+grow > a.maxBytes {
+		a.stats.full.Add(1)
+		return false
+	}
+	a.bytes += entrySize(e) - entrySize(old)
 	changed := !sameState(old, e)
 	if old.Topic != e.Topic {
 		a.unindex(k, old.Topic)
@@ -101,6 +106,9 @@ func (a *Agent) apply(e *Entity, now time.Time) (query bool) {
 	}
 	return false
 }
+
+// entrySize approximates the memory an entity takes in the registry.
+func entrySize(e *Entity) int { return sampleSize(e) + 256 }
 
 // sameNamespace reports whether e's PID can be checked here: same machine,
 // same boot, same PID namespace.
@@ -126,6 +134,7 @@ func sameState(x, y *Entity) bool {
 func (a *Agent) insert(p *Entity) {
 	k := entityKey(p)
 	a.entries[k] = p
+	a.bytes += entrySize(p)
 	a.index(k, p.Topic)
 	a.notify(k, Added, p)
 }
@@ -133,6 +142,7 @@ func (a *Agent) insert(p *Entity) {
 // remove deletes an entity; mu held.
 func (a *Agent) remove(k key, p *Entity) {
 	delete(a.entries, k)
+	a.bytes -= entrySize(p)
 	a.unindex(k, p.Topic)
 	a.notify(k, Removed, p)
 }

@@ -15,9 +15,9 @@ import (
 // only when its common header and kind-specific part are complete:
 //
 //  1. open shmfs_<domain>_<random>_tmp with O_CREAT|O_EXCL, fchmod to the mode
-//  2. fallocate the size (a full /dev/shm fails here with ErrNoSpace, not
-//     with SIGBUS on a later page fault)
-//  3. write the common header, mmap, run o.Init
+//  2. pwrite the common header, then fallocate the size (a full /dev/shm
+//     fails here with ErrNoSpace, not with SIGBUS on a later page fault)
+//  3. mmap, run o.Init
 //  4. link(2) the temporary name to name (EEXIST -> ErrExist), unlink it
 //
 // A crash leaves at most the temporary name behind; Sweep removes it once its
@@ -63,9 +63,6 @@ func create(name, domain string, kind Kind, o Options) (*Segment, error) {
 	if err := unix.Fchmod(fd, mode); err != nil {
 		return nil, errno("fchmod", tmp, err)
 	}
-	if err := reserve(fd, size); err != nil {
-		return nil, errno("allocate", name, err)
-	}
 	obj.hdr = header{
 		kind:    kind,
 		version: o.Version,
@@ -73,11 +70,20 @@ func create(name, domain string, kind Kind, o Options) (*Segment, error) {
 		creator: Creator{Instance: proc.InstanceID(), ID: proc.Self(), PIDNamespace: proc.PIDNamespace()},
 		created: time.Now().UnixNano(),
 	}
+	// The header goes in first, with pwrite, so that Sweep sees a live
+	// creator from the start even while a big fallocate runs.
+	var hb [HeaderSize]byte
+	encodeHeader(hb[:], obj.hdr)
+	if _, err := unix.Pwrite(fd, hb[:], 0); err != nil {
+		return nil, errno("write header", tmp, err)
+	}
+	if err := reserve(fd, size); err != nil {
+		return nil, errno("allocate", name, err)
+	}
 	if err := obj.mapLocked(size); err != nil {
 		return nil, err
 	}
 	b := *obj.cur.Load()
-	encodeHeader(b, obj.hdr)
 	if o.Init != nil {
 		if err := o.Init(b); err != nil {
 			return nil, fmt.Errorf("shm: create %s: init: %w", name, err)

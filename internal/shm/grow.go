@@ -15,7 +15,7 @@ func (s *Segment) Grow(newSize int) error {
 		return ErrClosed
 	}
 	o := s.obj
-	if o.ro {
+	if s.ro {
 		return fmt.Errorf("shm: grow %s: %w: mapped read-only", o.name, ErrPermission)
 	}
 	if newSize < 0 || newSize > MaxSize {

@@ -33,7 +33,7 @@ func open(name string, kind Kind, o Options) (*Segment, error) {
 		obj.refs++
 		reg.mu.Unlock()
 		unix.Close(fd)
-		s := &Segment{obj: obj}
+		s := &Segment{obj: obj, ro: o.ReadOnly}
 		if err := compatible(obj.hdr, kind, o.Version); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("shm: open %s: %w", name, err)
@@ -59,11 +59,11 @@ func open(name string, kind Kind, o Options) (*Segment, error) {
 		other.refs++
 		reg.mu.Unlock()
 		obj.release()
-		return &Segment{obj: other}, nil
+		return &Segment{obj: other, ro: o.ReadOnly}, nil
 	}
 	reg.mu.Unlock()
 	register(obj)
-	return &Segment{obj: obj}, nil
+	return &Segment{obj: obj, ro: o.ReadOnly}, nil
 }
 
 // validate checks the file behind fd before anything is mapped: a regular

@@ -100,6 +100,7 @@ type Creator struct {
 // concurrent use; Close releases the reference exactly once.
 type Segment struct {
 	obj    *object
+	ro     bool // opened ReadOnly (obj may be a shared writable mapping)
 	closed atomic.Bool
 }
 
@@ -241,8 +242,10 @@ func (s *Segment) Kind() Kind { return s.obj.hdr.kind }
 // Version returns the layout version recorded at creation.
 func (s *Segment) Version() uint16 { return s.obj.hdr.version }
 
-// ReadOnly reports whether the mapping is read-only.
-func (s *Segment) ReadOnly() bool { return s.obj.ro }
+// ReadOnly reports whether the segment was opened ReadOnly. Its mapping may
+// still be writable when this process also opened the object read-write (the
+// mapping is shared); a read-only segment must not write.
+func (s *Segment) ReadOnly() bool { return s.ro }
 
 // Close drops this reference; the last reference in this process unmaps
 // every mapping of the object and closes its descriptor.

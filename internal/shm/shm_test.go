@@ -3,6 +3,7 @@ package shm
 import (
 	"errors"
 	"os"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -144,6 +145,12 @@ func TestRefcountSharesMapping(t *testing.T) {
 			t.Fatal("second open in one process did not share the mapping")
 		}
 	}
+	if !ro.ReadOnly() || s.ReadOnly() {
+		t.Fatal("ReadOnly does not follow the opener's request")
+	}
+	if err := ro.Grow(2 * pageSize); !errors.Is(err, ErrPermission) {
+		t.Fatalf("Grow through a read-only segment sharing a writable mapping: %v", err)
+	}
 	if s.obj.refs != 4 {
 		t.Fatalf("refs %d, want 4", s.obj.refs)
 	}
@@ -262,4 +269,51 @@ func TestGrowAndRefresh(t *testing.T) {
 	if _, err := s.Refresh(); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("Refresh after shrink: %v", err)
 	}
+}
+
+func TestConcurrentGoroutines(t *testing.T) {
+	d := testutil.Domain(t)
+	name := newName(d)
+	s := mustCreate(t, name, KindMemfile, Options{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				x, err := Open(name, KindMemfile, Options{ReadOnly: g%2 == 0})
+				if err != nil {
+					errs <- err
+					return
+				}
+				if b := x.Bytes(); len(b) < pageSize || b[0] != 'S' {
+					errs <- errors.New("bad mapping")
+				}
+				if _, err := x.Refresh(); err != nil {
+					errs <- err
+				}
+				if g == 1 && i%20 == 0 {
+					if err := x.Grow(len(x.Bytes()) + pageSize); err != nil {
+						errs <- err
+					}
+				}
+				if err := x.Close(); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := len(s.Bytes()); n != 11*pageSize {
+		t.Errorf("after 10 growths: %d bytes, want %d", n, 11*pageSize)
+	}
+	if s.obj.refs != 1 {
+		t.Errorf("refs %d after all goroutines closed", s.obj.refs)
+	}
+	s.Destroy()
 }

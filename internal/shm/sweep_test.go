@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shmfs/shmfs/internal/proc"
 	"github.com/shmfs/shmfs/internal/shmname"
 	"github.com/shmfs/shmfs/internal/testutil"
 )
@@ -79,6 +80,16 @@ func TestSweep(t *testing.T) {
 	if err := os.Chtimes(shmname.Path(old), past, past); err != nil {
 		t.Fatal(err)
 	}
+	// Temporary names: of a dead creator (died mid-creation) it goes, of a
+	// live one it stays however old.
+	tmpDead, tmpLive := newName(d, TempSuffix), newName(d, TempSuffix)
+	hdr := validHeader(KindMutex, 1)
+	encodeHeader(hdr, header{kind: KindMutex, version: 1, creator: Creator{ID: deadID, PIDNamespace: proc.PIDNamespace()}})
+	writeRaw(t, tmpDead, hdr, int64(pageSize), 0o600)
+	writeRaw(t, tmpLive, validHeader(KindMutex, 1), HeaderSize, 0o600) // header written, not yet fallocated
+	if err := os.Chtimes(shmname.Path(tmpLive), past, past); err != nil {
+		t.Fatal(err)
+	}
 	// Our own objects (live creator) stay.
 	mine := mustCreate(t, newName(d), KindMutex, Options{})
 	defer mine.Destroy()
@@ -87,8 +98,8 @@ func TestSweep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(infos) != 3+2+2+1 {
-		t.Fatalf("List: %d objects, want 8: %+v", len(infos), infos)
+	if len(infos) != 3+2+2+2+1 {
+		t.Fatalf("List: %d objects, want 10: %+v", len(infos), infos)
 	}
 	for _, inf := range infos {
 		switch {
@@ -100,6 +111,10 @@ func TestSweep(t *testing.T) {
 			if !inf.Alive || inf.Err != nil || inf.Size != int64(pageSize) {
 				t.Errorf("live child's %s: %+v", inf.Name, inf)
 			}
+		case inf.Name == tmpDead || inf.Name == tmpLive:
+			if !inf.Temp || inf.Err != nil || inf.Alive != (inf.Name == tmpLive) {
+				t.Errorf("temporary %s: %+v", inf.Name, inf)
+			}
 		case inf.Name == young || inf.Name == old:
 			if inf.Err == nil {
 				t.Errorf("junk %s without error", inf.Name)
@@ -110,7 +125,7 @@ func TestSweep(t *testing.T) {
 		t.Fatalf("List(all): %d, %v", len(all), err)
 	}
 
-	want := append(slices.Clone(deadObjs), old)
+	want := append(slices.Clone(deadObjs), old, tmpDead)
 	slices.Sort(want)
 	st, err := Sweep(d, true)
 	if err != nil || !slices.Equal(staleNames(st), want) {
@@ -130,7 +145,7 @@ func TestSweep(t *testing.T) {
 			t.Errorf("sweep left %s", n)
 		}
 	}
-	for _, n := range append(slices.Clone(liveObjs), young, mine.Name()) {
+	for _, n := range append(slices.Clone(liveObjs), young, tmpLive, mine.Name()) {
 		if !exists(n) {
 			t.Errorf("sweep removed %s of a live process", n)
 		}

@@ -1,0 +1,417 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/shmfs/shmfs/core/registration"
+	"github.com/shmfs/shmfs/internal/proc"
+	"github.com/shmfs/shmfs/internal/shm"
+	"github.com/shmfs/shmfs/internal/shmname"
+)
+
+var doctorCommand = &command{
+	name:  "doctor",
+	short: "check this host for what shmfs needs",
+	long: `Checks, and prints the fix for each problem found:
+  /dev/shm       exists, is tmpfs, is writable, has free space
+  /dev/fuse      exists and opens (needed by 'shmfs mount' only)
+  fusermount3    installed and setuid root (needed by 'shmfs mount' when not root)
+  port           the registration port can be bound beside other shmfs
+                 processes and a broadcast to 127.255.255.255 comes back
+  stale objects  shared memory of dead processes in the domain ('shmfs clean')
+  stale mounts   shmfs mounts whose daemon died (stat gives ENOTCONN)
+
+Exit status 1 if any check failed; warnings do not fail.
+
+For tests and unusual hosts, SHMFS_DEV_SHM, SHMFS_DEV_FUSE and
+SHMFS_PROC_MOUNTS replace the paths /dev/shm, /dev/fuse and /proc/mounts.`,
+	examples: `  shmfs doctor
+  shmfs doctor --domain robot --port 15000`,
+	run: runDoctor,
+}
+
+// Status of one doctor check.
+type status int
+
+const (
+	statusOK status = iota
+	statusWarn
+	statusFail
+)
+
+func (s status) String() string {
+	return [...]string{"ok", "warn", "FAIL"}[s]
+}
+
+// finding is the outcome of one check.
+type finding struct {
+	status status
+	what   string // the thing checked, e.g. "/dev/fuse"
+	detail string
+	fix    string // how to fix it (warn and fail)
+}
+
+// Thresholds of the /dev/shm check.
+const (
+	shmMinFree    = 16 << 20  // less free space than this fails
+	shmSmallTotal = 256 << 20 // a smaller /dev/shm warns (Docker's default is 64 MiB)
+)
+
+// doctorPaths are the paths doctor inspects; tests replace them.
+type doctorPaths struct {
+	devShm, devFuse, procMounts string
+}
+
+func doctorPathsFromEnv() doctorPaths {
+	get := func(env, def string) string {
+		if v := os.Getenv(env); v != "" {
+			return v
+		}
+		return def
+	}
+	return doctorPaths{
+		devShm:     get("SHMFS_DEV_SHM", shmname.Dir),
+		devFuse:    get("SHMFS_DEV_FUSE", "/dev/fuse"),
+		procMounts: get("SHMFS_PROC_MOUNTS", "/proc/mounts"),
+	}
+}
+
+func runDoctor(c *cli, args []string) error {
+	fs := c.flags()
+	all := fs.Bool("all-domains", false, "look for stale objects of every domain, not only --domain")
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageErrorf("unexpected arguments %q", fs.Args())
+	}
+	paths := doctorPathsFromEnv()
+	domain := c.domain
+	if *all {
+		domain = ""
+	}
+	port := c.effectivePort()
+	fds := []finding{
+		checkDevShm(paths.devShm),
+		checkDevFuse(paths.devFuse),
+		checkFusermount(os.Geteuid()),
+		checkPort(port),
+		checkStaleObjects(domain),
+		checkStaleMounts(paths.procMounts, os.Stat),
+	}
+	failed := printFindings(c.stdout, fds)
+	if failed > 0 {
+		return fmt.Errorf("%d problem(s) found; see the fixes above", failed)
+	}
+	return nil
+}
+
+// printFindings prints one line per finding, plus its fix; it returns the
+// number of failures.
+func printFindings(w io.Writer, fds []finding) int {
+	failed := 0
+	for _, f := range fds {
+		fmt.Fprintf(w, "%-4s  %s: %s\n", f.status, f.what, f.detail)
+		if f.status != statusOK && f.fix != "" {
+			for _, l := range strings.Split(f.fix, "\n") {
+				fmt.Fprintf(w, "      fix: %s\n", l)
+			}
+		}
+		if f.status == statusFail {
+			failed++
+		}
+	}
+	return failed
+}
+
+func checkDevShm(dir string) finding {
+	f := finding{what: dir}
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(dir, &sfs); err != nil {
+		f.status, f.detail = statusFail, fmt.Sprintf("cannot stat: %v", err)
+		f.fix = "mount a tmpfs there: mount -t tmpfs -o size=1G,mode=1777 tmpfs " + dir
+		return f
+	}
+	total := uint64(sfs.Blocks) * uint64(sfs.Bsize)
+	free := uint64(sfs.Bavail) * uint64(sfs.Bsize)
+	f.detail = fmt.Sprintf("%s free of %s", formatBytes(float64(free)), formatBytes(float64(total)))
+	resize := "enlarge it: mount -o remount,size=1G " + dir + " (in Docker: docker run --shm-size=1g)"
+	switch {
+	case unix.Access(dir, unix.W_OK) != nil:
+		f.status, f.detail = statusFail, "not writable by this user"
+		f.fix = "make it world-writable with the sticky bit: chmod 1777 " + dir
+	case sfs.Type != unix.TMPFS_MAGIC:
+		f.status = statusWarn
+		f.detail += fmt.Sprintf("; not a tmpfs (type %#x): shared memory may be written to disk", sfs.Type)
+		f.fix = "mount a tmpfs there: mount -t tmpfs -o size=1G,mode=1777 tmpfs " + dir
+	case free < shmMinFree:
+		f.status = statusFail
+		f.detail += ": almost full (a publisher cannot create or grow its memory files)"
+		f.fix = "remove stale objects: shmfs clean --all-domains\n" + resize
+	case total < shmSmallTotal:
+		f.status = statusWarn
+		f.detail += ": small for large messages (a publisher needs about 1.5x its largest message per buffer)"
+		f.fix = resize
+	}
+	return f
+}
+
+func checkDevFuse(path string) finding {
+	f := finding{what: path, detail: "present"}
+	load := "load the module: modprobe fuse (in a container: docker run --device /dev/fuse --cap-add SYS_ADMIN)"
+	st, err := os.Stat(path)
+	switch {
+	case err != nil:
+		f.status, f.detail = statusFail, "missing ("+errText(err)+"): 'shmfs mount' cannot work (pub, sub and the Go API do not need it)"
+		f.fix = load
+	case st.Mode()&os.ModeCharDevice == 0:
+		f.status, f.detail = statusFail, "not a character device"
+		f.fix = "recreate it: rm " + path + " && mknod -m 666 " + path + " c 10 229"
+	default:
+		// Opening creates an unmounted FUSE connection; closing ends it.
+		fd, err := unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
+		if err != nil {
+			f.status, f.detail = statusFail, "cannot open: "+errText(err)
+			f.fix = "allow access: chmod 666 " + path
+			return f
+		}
+		unix.Close(fd)
+	}
+	return f
+}
+
+func checkFusermount(euid int) finding {
+	f := finding{what: "fusermount3"}
+	if euid == 0 {
+		f.detail = "not needed (running as root)"
+		return f
+	}
+	bin, err := exec.LookPath("fusermount3")
+	if err != nil {
+		f.status, f.detail = statusFail, "not found in PATH: 'shmfs mount' needs it when not root"
+		f.fix = "install it: apt install fuse3 (Fedora: dnf install fuse3)"
+		return f
+	}
+	st, err := os.Stat(bin)
+	if err != nil {
+		f.status, f.detail = statusFail, errText(err)
+		return f
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok && (st.Mode()&os.ModeSetuid == 0 || sys.Uid != 0) {
+		f.status, f.detail = statusFail, bin+" is not setuid root"
+		f.fix = "chown root " + bin + " && chmod u+s " + bin
+		return f
+	}
+	f.detail = bin
+	return f
+}
+
+// checkPort binds the registration address the way core/registration does
+// (127.255.255.255:port with SO_REUSEADDR), sends a probe broadcast and
+// waits for it to come back. Agents on the port drop the probe: it lacks
+// the registration magic.
+func checkPort(port int) finding {
+	f := finding{what: fmt.Sprintf("registration port %d", port)}
+	fixPort := "pick another port for every process of the domain: --port P or SHMFS_PORT=P"
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	addr := net.JoinHostPort(registration.LocalBroadcast, strconv.Itoa(port))
+	pc, err := lc.ListenPacket(context.Background(), "udp4", addr)
+	if err != nil {
+		f.status, f.detail = statusFail, fmt.Sprintf("cannot bind %s: %v", addr, errText(err))
+		if errors.Is(err, unix.EADDRINUSE) {
+			f.detail += " (another program holds the port without SO_REUSEADDR)"
+		}
+		f.fix = fixPort
+		return f
+	}
+	defer pc.Close()
+	send, err := net.ListenUDP("udp4", nil)
+	if err != nil {
+		f.status, f.detail = statusFail, "cannot open a UDP socket: "+errText(err)
+		return f
+	}
+	defer send.Close()
+	if sc, err := send.SyscallConn(); err == nil {
+		_ = sc.Control(func(fd uintptr) { _ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BROADCAST, 1) })
+	}
+	probe := fmt.Appendf(nil, "shmfs-doctor-probe %016x", proc.RandomID())
+	dst := &net.UDPAddr{IP: net.ParseIP(registration.LocalBroadcast), Port: port}
+	if _, err := send.WriteTo(probe, dst); err != nil {
+		f.status, f.detail = statusFail, fmt.Sprintf("cannot broadcast to %v: %v", dst, errText(err))
+		f.fix = "bring up the loopback interface: ip link set lo up"
+		return f
+	}
+	deadline := time.Now().Add(time.Second)
+	_ = pc.SetReadDeadline(deadline)
+	buf := make([]byte, 64<<10)
+	for {
+		n, _, err := pc.ReadFrom(buf)
+		if err != nil {
+			f.status, f.detail = statusFail, fmt.Sprintf("own broadcast to %v did not come back within 1s (%v)", dst, errText(err))
+			f.fix = "bring up the loopback interface (ip link set lo up) and allow UDP to 127.255.255.255 in the firewall"
+			return f
+		}
+		if bytes.Equal(buf[:n], probe) {
+			break
+		}
+	}
+	f.detail = "bound beside other shmfs processes; own broadcast received"
+	return f
+}
+
+func checkStaleObjects(domain string) finding {
+	f := finding{what: "stale objects"}
+	where, flag := fmt.Sprintf("domain %q", domain), "--domain "+domain
+	if domain == "" {
+		where, flag = "any domain", "--all-domains"
+	}
+	stale, err := shm.Sweep(domain, true)
+	if err != nil {
+		f.status, f.detail = statusFail, errText(err)
+		return f
+	}
+	if len(stale) == 0 {
+		f.detail = "none in " + where
+		return f
+	}
+	var size int64
+	for _, s := range stale {
+		size += s.Size
+	}
+	f.status = statusFail
+	f.detail = fmt.Sprintf("%d objects (%s) of dead processes in %s", len(stale), formatBytes(float64(size)), where)
+	f.fix = "shmfs clean " + flag + "   (list them first with --dry-run)"
+	return f
+}
+
+// mountInfo is one shmfs line of /proc/mounts.
+type mountInfo struct{ source, point, fstype string }
+
+// shmfsMounts returns the shmfs FUSE mounts listed in a /proc/mounts file.
+func shmfsMounts(r io.Reader) ([]mountInfo, error) {
+	var out []mountInfo
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 3 {
+			continue
+		}
+		m := mountInfo{source: unescapeOctal(fields[0]), point: unescapeOctal(fields[1]), fstype: fields[2]}
+		if m.fstype == "fuse.shmfs" || (strings.HasPrefix(m.fstype, "fuse") && strings.HasPrefix(m.source, "shmfs")) {
+			out = append(out, m)
+		}
+	}
+	return out, sc.Err()
+}
+
+// unescapeOctal decodes the \ooo escapes of /proc/mounts (\040 is a space).
+func unescapeOctal(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// checkStaleMounts finds shmfs mounts whose daemon died: stat on them gives
+// ENOTCONN (or ECONNABORTED after an abort through fusectl).
+func checkStaleMounts(procMounts string, stat func(string) (os.FileInfo, error)) finding {
+	f := finding{what: "shmfs mounts"}
+	file, err := os.Open(procMounts)
+	if err != nil {
+		f.status, f.detail = statusWarn, "cannot read mount table: "+errText(err)
+		return f
+	}
+	defer file.Close()
+	ms, err := shmfsMounts(file)
+	if err != nil {
+		f.status, f.detail = statusWarn, "cannot read mount table: "+errText(err)
+		return f
+	}
+	var stale, unknown []string
+	for _, m := range ms {
+		_, err := stat(m.point)
+		switch {
+		case err == nil:
+		case errors.Is(err, syscall.ENOTCONN), errors.Is(err, syscall.ECONNABORTED):
+			stale = append(stale, m.point)
+		default:
+			unknown = append(unknown, fmt.Sprintf("%s (%s)", m.point, errText(err)))
+		}
+	}
+	switch {
+	case len(stale) > 0:
+		f.status = statusFail
+		f.detail = fmt.Sprintf("%d stale (daemon gone): %s", len(stale), strings.Join(stale, ", "))
+		var fixes []string
+		for _, p := range stale {
+			if os.Geteuid() == 0 {
+				fixes = append(fixes, "umount -l "+quotePath(p))
+			} else {
+				fixes = append(fixes, "fusermount3 -uz "+quotePath(p))
+			}
+		}
+		f.fix = strings.Join(fixes, "\n")
+	case len(unknown) > 0:
+		f.status = statusWarn
+		f.detail = fmt.Sprintf("%d mounted, cannot check: %s", len(ms), strings.Join(unknown, ", "))
+		f.fix = "run doctor as the user who mounted them, or as root"
+	default:
+		f.detail = fmt.Sprintf("%d mounted, none stale", len(ms))
+	}
+	return f
+}
+
+// quotePath quotes a path for a shell command line when needed.
+func quotePath(p string) string {
+	if strings.ContainsAny(p, " \t\n'\"\\$`;&|<>()*?[]#~") {
+		return "'" + strings.ReplaceAll(p, "'", `'\''`) + "'"
+	}
+	return p
+}
+
+// errText is an error without Go's "op path:" wrapping noise.
+func errText(err error) string {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	var se *os.SyscallError
+	if errors.As(err, &se) {
+		return se.Err.Error()
+	}
+	return err.Error()
+}

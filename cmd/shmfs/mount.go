@@ -1,0 +1,59 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	shmfs "github.com/shmfs/shmfs/fs"
+)
+
+var mountCommand = &command{
+	name:  "mount",
+	args:  "MOUNTPOINT",
+	short: "mount the shmfs filesystem (runs until unmounted or interrupted)",
+	long: `Mounts the domain as a filesystem on MOUNTPOINT (an existing directory) and
+serves it in the foreground until interrupted (Ctrl-C, SIGTERM) or unmounted
+from outside (umount MOUNTPOINT, fusermount3 -u MOUNTPOINT). Every topic is a
+directory with the files data (write: publish one message per write; read:
+block for the next message), header and events.
+
+As root the kernel is asked directly; other users need fusermount3 (package
+fuse3). A stale mount left on MOUNTPOINT by a crashed shmfs is detached
+first. 'shmfs doctor' checks /dev/fuse and fusermount3.`,
+	examples: `  mkdir -p /tmp/shmfs && shmfs mount /tmp/shmfs &
+  echo hello > /tmp/shmfs/greetings/data      # publish
+  cat /tmp/shmfs/greetings/data               # subscribe (blocks)
+  shmfs mount --allow-other --domain robot /run/shmfs`,
+	run: runMount,
+}
+
+func runMount(c *cli, args []string) error {
+	fs := c.flags()
+	allowOther := fs.Bool("allow-other", false, "let other users use the mount (non-root: needs user_allow_other in /etc/fuse.conf)")
+	debug := fs.Bool("debug", false, "log every FUSE request on standard error")
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	switch fs.NArg() {
+	case 0:
+		return usageErrorf("missing MOUNTPOINT")
+	case 1:
+	default:
+		return usageErrorf("too many arguments: %q (want one MOUNTPOINT)", fs.Args()[1:])
+	}
+	mp := fs.Arg(0)
+	ctx, stop := signalContext()
+	defer stop()
+	srv, err := shmfs.Mount(ctx, mp, shmfs.MountOptions{Config: c.config(), AllowOther: *allowOther, Debug: *debug})
+	if err != nil {
+		if errors.Is(err, shmfs.ErrAlreadyMounted) {
+			return fmt.Errorf("%w (unmount it first: umount %s)", err, mp)
+		}
+		return fmt.Errorf("%w; 'shmfs doctor' checks /dev/fuse and fusermount3", err)
+	}
+	fmt.Fprintf(c.stderr, "shmfs: mounted domain %q on %s; Ctrl-C or 'umount %s' to stop\n", c.domain, srv.Mountpoint(), srv.Mountpoint())
+	if err := srv.Wait(); err != nil && !errors.Is(err, shmfs.ErrBusy) {
+		return fmt.Errorf("unmount: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,300 @@
+package fs
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/shmfs/shmfs/core"
+)
+
+// fakeBroker is an in-memory backend for unit tests of the FUSE layer: one
+// process, no shared memory, no registration delay.
+type fakeBroker struct {
+	mu       sync.Mutex
+	nextID   uint64
+	pubs     map[uint64]*fakePub
+	subs     map[uint64]*fakeSub
+	watchers map[chan core.Change]struct{}
+}
+
+var _ backend = (*fakeBroker)(nil)
+
+func newFakeBroker() *fakeBroker {
+	return &fakeBroker{pubs: map[uint64]*fakePub{}, subs: map[uint64]*fakeSub{}, watchers: map[chan core.Change]struct{}{}}
+}
+
+func (b *fakeBroker) domain() string { return "fake" }
+func (b *fakeBroker) Close() error   { return nil }
+
+func (b *fakeBroker) Topics() []core.TopicInfo {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	m := map[string]*core.TopicInfo{}
+	get := func(n string) *core.TopicInfo {
+		if m[n] == nil {
+			m[n] = &core.TopicInfo{Name: n}
+		}
+		return m[n]
+	}
+	for _, p := range b.pubs {
+		ti := get(p.topic)
+		ti.Type = p.typ
+		ti.Publishers = append(ti.Publishers, p.info())
+	}
+	for _, s := range b.subs {
+		ti := get(s.topic)
+		ti.Subscribers = append(ti.Subscribers, s.info())
+	}
+	out := make([]core.TopicInfo, 0, len(m))
+	for _, ti := range m {
+		out = append(out, *ti)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func (b *fakeBroker) Topic(name string) (core.TopicInfo, bool) {
+	for _, ti := range b.Topics() {
+		if ti.Name == name {
+			return ti, true
+		}
+	}
+	return core.TopicInfo{}, false
+}
+
+func (b *fakeBroker) Watch(buffer int) (<-chan core.Change, func()) {
+	ch := make(chan core.Change, buffer)
+	b.mu.Lock()
+	b.watchers[ch] = struct{}{}
+	b.mu.Unlock()
+	return ch, func() {
+		b.mu.Lock()
+		delete(b.watchers, ch)
+		b.mu.Unlock()
+	}
+}
+
+func (b *fakeBroker) notifyLocked(k core.ChangeKind, e core.EntityInfo) {
+	for ch := range b.watchers {
+		select {
+		case ch <- core.Change{Kind: k, Entity: e}:
+		default:
+		}
+	}
+}
+
+func (b *fakeBroker) NewPublisher(topic, typ string) (publisher, error) {
+	if topic == "" {
+		return nil, core.ErrInvalidTopic
+	}
+	if typ == "" {
+		typ = "raw"
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.nextID++
+	p := &fakePub{b: b, id: b.nextID, topic: topic, typ: typ}
+	b.pubs[p.id] = p
+	b.notifyLocked(core.Added, p.info())
+	return p, nil
+}
+
+func (b *fakeBroker) NewSubscriber(topic string, o subOptions) (subscriber, error) {
+	if topic == "" {
+		return nil, core.ErrInvalidTopic
+	}
+	if o.queueSize == 0 {
+		o.queueSize = core.DefaultQueueSize
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.nextID++
+	s := &fakeSub{b: b, id: b.nextID, topic: topic, max: o.queueSize, zeroCopy: o.zeroCopy,
+		wake: make(chan struct{}, 1), space: make(chan struct{}, 1), closed: make(chan struct{})}
+	b.subs[s.id] = s
+	b.notifyLocked(core.Added, s.info())
+	return s, nil
+}
+
+// subscriber returns a subscriber for tests to read what the mount published.
+func (b *fakeBroker) subscriber(topic string) *fakeSub {
+	s, _ := b.NewSubscriber(topic, subOptions{queueSize: 1 << 20})
+	return s.(*fakeSub)
+}
+
+type fakePub struct {
+	b     *fakeBroker
+	id    uint64
+	topic string
+	typ   string
+	clock uint64
+}
+
+func (p *fakePub) info() core.EntityInfo {
+	return core.EntityInfo{ID: p.id, Kind: core.KindPublisher, Topic: p.topic, Type: p.typ, Process: "fake", Local: true, BufferCount: 1, Sent: p.clock}
+}
+
+func (p *fakePub) ID() uint64 { return p.id }
+
+func (p *fakePub) Stats() core.PublisherStats {
+	p.b.mu.Lock()
+	defer p.b.mu.Unlock()
+	return core.PublisherStats{Sent: p.clock}
+}
+
+// Send delivers to every subscriber of the topic. Like core's ack mode it
+// waits (up to a second) for room in a full copy queue; a zero-copy
+// subscriber keeps only the newest messages.
+func (p *fakePub) Send(ctx context.Context, data []byte) error {
+	p.b.mu.Lock()
+	if p.b.pubs[p.id] == nil {
+		p.b.mu.Unlock()
+		return core.ErrClosed
+	}
+	p.clock++
+	h := core.Header{Publisher: p.id, Clock: p.clock, Time: time.Now(), Size: len(data), Generation: 1}
+	var subs []*fakeSub
+	for _, s := range p.b.subs {
+		if s.topic == p.topic {
+			subs = append(subs, s)
+		}
+	}
+	p.b.mu.Unlock()
+	for _, s := range subs {
+		s.push(ctx, core.Message{Header: h, Data: append([]byte(nil), data...)})
+	}
+	return nil
+}
+
+func (p *fakePub) Close() error {
+	p.b.mu.Lock()
+	defer p.b.mu.Unlock()
+	if p.b.pubs[p.id] == nil {
+		return core.ErrClosed
+	}
+	delete(p.b.pubs, p.id)
+	p.b.notifyLocked(core.Removed, p.info())
+	return nil
+}
+
+type fakeSub struct {
+	b        *fakeBroker
+	id       uint64
+	topic    string
+	max      int
+	zeroCopy bool
+	wake     chan struct{}
+	space    chan struct{}
+	closed   chan struct{}
+
+	mu      sync.Mutex
+	q       []core.Message
+	dropped uint64
+	once    sync.Once
+}
+
+func (s *fakeSub) info() core.EntityInfo {
+	return core.EntityInfo{ID: s.id, Kind: core.KindSubscriber, Topic: s.topic, Process: "fake", Local: true}
+}
+
+func (s *fakeSub) push(ctx context.Context, m core.Message) {
+	deadline := time.After(time.Second)
+	s.mu.Lock()
+	for len(s.q) >= s.max && !s.zeroCopy {
+		s.mu.Unlock()
+		timedOut := false
+		select {
+		case <-s.space:
+		case <-s.closed:
+			return
+		case <-ctx.Done():
+			return
+		case <-deadline:
+			timedOut = true
+		}
+		s.mu.Lock()
+		if timedOut {
+			break
+		}
+	}
+	if len(s.q) >= s.max {
+		s.q = s.q[1:]
+		s.dropped++
+	}
+	s.q = append(s.q, m)
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *fakeSub) ID() uint64 { return s.id }
+
+func (s *fakeSub) Stats() core.SubscriberStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return core.SubscriberStats{Dropped: s.dropped}
+}
+
+func (s *fakeSub) TryReceive() (core.Message, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.q) > 0 {
+		m := s.q[0]
+		s.q = s.q[1:]
+		select {
+		case s.space <- struct{}{}:
+		default:
+		}
+		return m, true, nil
+	}
+	select {
+	case <-s.closed:
+		return core.Message{}, false, core.ErrClosed
+	default:
+	}
+	return core.Message{}, false, nil
+}
+
+func (s *fakeSub) Receive(ctx context.Context) (core.Message, error) {
+	for {
+		m, ok, err := s.TryReceive()
+		if ok || err != nil {
+			return m, err
+		}
+		select {
+		case <-s.wake:
+		case <-s.closed:
+		case <-ctx.Done():
+			return core.Message{}, fmt.Errorf("fake receive: %w", ctx.Err())
+		}
+	}
+}
+
+func (s *fakeSub) ReceiveFunc(ctx context.Context, fn func(core.Header, []byte) error) error {
+	m, err := s.Receive(ctx)
+	if err != nil {
+		return err
+	}
+	return fn(m.Header, m.Data)
+}
+
+func (s *fakeSub) Close() error {
+	first := false
+	s.once.Do(func() {
+		first = true
+		close(s.closed)
+		s.b.mu.Lock()
+		delete(s.b.subs, s.id)
+		s.b.notifyLocked(core.Removed, s.info())
+		s.b.mu.Unlock()
+	})
+	if !first {
+		return core.ErrClosed
+	}
+	return nil
+}
