@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/shmfs/shmfs/core"
+	"github.com/shmfs/shmfs/internal/shm"
 	"github.com/shmfs/shmfs/internal/testutil"
 )
 
@@ -318,7 +319,7 @@ func TestKilledSubscriberDoesNotSlowAcks(t *testing.T) {
 }
 
 func TestPublisherKilledAndRestarted(t *testing.T) {
-	_, e := newConfig(t)
+	cfg, e := newConfig(t)
 	sub := testutil.StartChild(t, "watchpubs", e, "restart")
 	sub.Expect(t, "publishers=0", 10*time.Second)
 	for round := 0; round < 2; round++ {
@@ -327,6 +328,21 @@ func TestPublisherKilledAndRestarted(t *testing.T) {
 		sub.Expect(t, "msg 0", 10*time.Second)
 		pub.Kill()
 		sub.Expect(t, "publishers=0", 10*time.Second)
+	}
+	// The killed publisher could not remove its memory file and mutex (the
+	// subscriber removed its event pair); a sweep finds exactly those.
+	// (The first round's leftovers were swept when the second publisher
+	// started.)
+	stale, err := shm.Sweep(cfg.Domain, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[shm.Kind]int{}
+	for _, s := range stale {
+		kinds[s.Kind]++
+	}
+	if len(stale) != 2 || kinds[shm.KindMemfile] != 1 || kinds[shm.KindMutex] != 1 {
+		t.Fatalf("sweep after the kill removed %+v, want one memory file and its mutex", stale)
 	}
 }
 

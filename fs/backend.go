@@ -17,7 +17,7 @@ type backend interface {
 	NewPublisher(topic, typ string) (publisher, error)
 	NewSubscriber(topic string, o subOptions) (subscriber, error)
 	Close() error
-	domain() string
+	config() core.Config
 }
 
 type subOptions struct {
@@ -57,7 +57,7 @@ func (b coreBackend) Topics() []core.TopicInfo                   { return b.n.To
 func (b coreBackend) Topic(name string) (core.TopicInfo, bool)   { return b.n.Topic(name) }
 func (b coreBackend) Watch(buf int) (<-chan core.Change, func()) { return b.n.Watch(buf) }
 func (b coreBackend) Close() error                               { return b.n.Close() }
-func (b coreBackend) domain() string                             { return b.n.Config().Domain }
+func (b coreBackend) config() core.Config                        { return b.n.Config() }
 
 func (b coreBackend) NewPublisher(topic, typ string) (publisher, error) {
 	p, err := b.n.NewPublisher(topic, &core.PublisherOptions{Type: typ, AckTimeout: b.ack})

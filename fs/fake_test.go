@@ -26,7 +26,7 @@ func newFakeBroker() *fakeBroker {
 	return &fakeBroker{pubs: map[uint64]*fakePub{}, subs: map[uint64]*fakeSub{}, watchers: map[chan core.Change]struct{}{}}
 }
 
-func (b *fakeBroker) domain() string { return "fake" }
+func (b *fakeBroker) config() core.Config { return core.Config{Domain: "fake"} }
 func (b *fakeBroker) Close() error   { return nil }
 
 func (b *fakeBroker) Topics() []core.TopicInfo {

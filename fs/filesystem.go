@@ -47,7 +47,7 @@ func newFilesystem(be backend, o MountOptions, logger *log.Logger) *filesystem {
 
 // exists reports whether name is a directory of the root.
 func (f *filesystem) exists(name string) bool {
-	if !validName(name) {
+	if !validName(name) || name == infoName {
 		return false
 	}
 	f.mu.Lock()
@@ -71,7 +71,7 @@ func (f *filesystem) names() []string {
 func (f *filesystem) namesLocked() []string {
 	set := map[string]bool{}
 	for _, ti := range f.be.Topics() {
-		if validName(ti.Name) {
+		if validName(ti.Name) && ti.Name != infoName {
 			set[ti.Name] = true
 		}
 	}

@@ -241,3 +241,26 @@ func field(text, key string) (string, error) {
 	}
 	return "", fmt.Errorf("%w: %q in\n%s", errNoLine, key, text)
 }
+
+// publisher creates a publisher outside the mount (in the test process,
+// through the same backend or core Node the mount uses).
+func (e *env) publisher(topic string) publisher {
+	e.t.Helper()
+	p, err := e.srv.fs.be.NewPublisher(topic, "")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
+// mounted reports whether mp is in this process's mount table (read from
+// /proc, not through the mount).
+func mounted(mp string) bool {
+	for _, m := range mounts() {
+		if m.point == mp {
+			return true
+		}
+	}
+	return false
+}

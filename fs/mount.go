@@ -151,7 +151,7 @@ func mount(ctx context.Context, mountpoint string, o MountOptions, be backend) (
 			Debug:         o.Debug,
 			Logger:        o.Logger,
 			MaxWrite:      MaxWrite,
-			FsName:        "shmfs:" + be.domain(),
+			FsName:        "shmfs:" + be.config().Domain,
 			Name:          "shmfs",
 			DirectMount:   os.Geteuid() == 0,
 			DisableXAttrs: true, // else the kernel asks for security xattrs before writes

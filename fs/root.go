@@ -35,6 +35,15 @@ func (r *rootNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.At
 // Lookup consults the registry every time: a topic exists while some
 // process publishes or subscribes it, or while it is declared with mkdir.
 func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	if name == infoName {
+		n := &infoNode{content: r.fs.infoText()}
+		out.Mode = syscall.S_IFREG | 0o444
+		out.Size = uint64(len(n.content))
+		if ch := r.GetChild(name); ch != nil {
+			return ch, 0
+		}
+		return r.NewInode(ctx, n, gofs.StableAttr{Mode: syscall.S_IFREG}), 0
+	}
 	if !r.fs.exists(name) {
 		return nil, syscall.ENOENT
 	}
@@ -53,9 +62,10 @@ func (r *rootNode) child(ctx context.Context, name string, out *fuse.EntryOut) *
 
 func (r *rootNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 	names := r.fs.names()
-	ents := make([]fuse.DirEntry, len(names))
-	for i, n := range names {
-		ents[i] = fuse.DirEntry{Name: n, Mode: syscall.S_IFDIR}
+	ents := make([]fuse.DirEntry, 0, len(names)+1)
+	ents = append(ents, fuse.DirEntry{Name: infoName, Mode: syscall.S_IFREG})
+	for _, n := range names {
+		ents = append(ents, fuse.DirEntry{Name: n, Mode: syscall.S_IFDIR})
 	}
 	return gofs.NewListDirStream(ents), 0
 }
@@ -64,7 +74,7 @@ func (r *rootNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) 
 // publishes or subscribes it. Nothing is registered until a file of it is
 // opened.
 func (r *rootNode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
-	if !validName(name) {
+	if !validName(name) || name == infoName {
 		return nil, syscall.EINVAL
 	}
 	if r.fs.exists(name) {

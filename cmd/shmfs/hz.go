@@ -168,7 +168,7 @@ func formatHz(st rateStats, dropped uint64) string {
 func fmtDur(d time.Duration) string {
 	switch {
 	case d >= time.Second:
-		return fmt.Sprintf("%.4gs", d.Seconds())
+		return fmt.Sprintf("%.3fs", d.Seconds())
 	case d >= time.Millisecond:
 		return fmt.Sprintf("%.4gms", float64(d)/float64(time.Millisecond))
 	default:

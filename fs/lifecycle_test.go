@@ -1,0 +1,217 @@
+package fs
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/shmfs/shmfs/core"
+	"github.com/shmfs/shmfs/internal/testutil"
+)
+
+var eventLine = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ([a-z-]+) (.*)$`)
+
+// nextEvent reads event lines until one of kind arrives; it returns its
+// key=value text.
+func nextEvent(t *testing.T, p *proc, kind string) string {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		l := p.line(t, time.Until(deadline))
+		m := eventLine.FindStringSubmatch(l)
+		if m == nil {
+			t.Fatalf("malformed event line %q", l)
+		}
+		if m[1] == kind {
+			return m[2]
+		}
+	}
+}
+
+func TestHeaderAndEvents(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		e.sh(`mkdir "$M/hdr"`, 5*time.Second)
+		if out := e.sh(`cat "$M/hdr/header"`, 5*time.Second); !strings.Contains(out, "last-message: none seen\n") {
+			t.Fatalf("header before any message:\n%s", out)
+		}
+		ev := e.start("cat", e.path("hdr", "events"))
+		rd := e.start("cat", e.path("hdr", "data"))
+		e.waitSubscribers("hdr", 1)
+		if kv := nextEvent(t, ev, "subscriber-added"); !strings.Contains(kv, "id=") {
+			t.Fatalf("subscriber-added %q", kv)
+		}
+		e.sh(`echo hello > "$M/hdr/data"`, 10*time.Second)
+		if l := rd.line(t, 5*time.Second); l != "hello" {
+			t.Fatalf("reader got %q", l)
+		}
+		if kv := nextEvent(t, ev, "message"); !strings.HasPrefix(kv, "clock=1 size=6 ") {
+			t.Fatalf("message event %q", kv)
+		}
+		out := e.sh(`cat "$M/hdr/header"`, 5*time.Second)
+		for k, want := range map[string]string{"topic": "hdr", "size": "6", "clock": "1", "publishers": "1", "subscribers": "1"} {
+			if v, err := field(out, k); err != nil || v != want {
+				t.Errorf("header %s = %q (%v), want %q", k, v, err, want)
+			}
+		}
+		for _, k := range []string{"time", "hash", "zero-copy", "ack-timeout", "type", "memory-files", "buffer-count"} {
+			if _, err := field(out, k); err != nil {
+				t.Error(err)
+			}
+		}
+		_ = rd.cmd.Process.Kill()
+		if kv := nextEvent(t, ev, "subscriber-removed"); !strings.Contains(kv, "id=") {
+			t.Fatalf("subscriber-removed %q", kv)
+		}
+	})
+}
+
+func TestMkdirRmdir(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		if out := e.sh(`mkdir "$M/decl" && ls "$M"`, 5*time.Second); out != "decl\n" {
+			t.Fatalf("after mkdir: %q", out)
+		}
+		if out, err := e.shErr(`mkdir "$M/decl"`, 5*time.Second); err == nil || !strings.Contains(out, "File exists") {
+			t.Fatalf("second mkdir: %v %q", err, out)
+		}
+		if out := e.sh(`ls "$M/decl"`, 5*time.Second); out != "data\nevents\nheader\nwhole\n" {
+			t.Fatalf("topic dir lists %q", out)
+		}
+		c := e.start("cat", e.path("decl", "data"))
+		e.waitSubscribers("decl", 1)
+		if out, err := e.shErr(`rmdir "$M/decl"`, 5*time.Second); err == nil || !strings.Contains(out, "busy") {
+			t.Fatalf("rmdir with an open file: %v %q", err, out)
+		}
+		_ = c.cmd.Process.Kill()
+		_ = c.wait(t, 5*time.Second)
+		e.waitSubscribers("decl", 0)
+		testutil.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+			_, err := e.shErr(`rmdir "$M/decl"`, 5*time.Second)
+			return err
+		})
+		if out := e.sh(`ls "$M"; test -e "$M/decl" && echo still; true`, 5*time.Second); out != "" {
+			t.Fatalf("after rmdir: %q", out)
+		}
+		// A topic that others use cannot be removed.
+		e.publisher("used")
+		testutil.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+			out, err := e.shErr(`rmdir "$M/used"`, 5*time.Second)
+			if err == nil || !strings.Contains(out, "not empty") {
+				return fmt.Errorf("rmdir of a used topic: %v %q", err, out)
+			}
+			return nil
+		})
+		if out, err := e.shErr(`mkdir "$M/used"`, 5*time.Second); err == nil || !strings.Contains(out, "File exists") {
+			t.Fatalf("mkdir of a used topic: %v %q", err, out)
+		}
+	})
+}
+
+// TestCancelWakesReadersAndReleases: cancelling Mount's context ends
+// blocked readers with end of file, unmounts and releases shared memory.
+func TestCancelWakesReadersAndReleases(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			requireFUSE(t)
+			domain, port := testutil.Domain(t), testutil.Port(t)
+			mp := t.TempDir()
+			e := &env{t: t, kind: kind, mp: mp, vars: []string{"SHMFS_DOMAIN=" + domain, fmt.Sprintf("SHMFS_PORT=%d", port)}}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var err error
+			o := MountOptions{Config: core.Config{Domain: domain, Port: port}}
+			if kind == "fake" {
+				e.fake = newFakeBroker()
+				e.srv, err = mount(ctx, mp, o, e.fake)
+			} else {
+				e.srv, err = Mount(ctx, mp, o)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.sh(`mkdir "$M/wake"`, 5*time.Second)
+			rd := e.start("cat", e.path("wake", "data"))
+			ev := e.start("cat", e.path("wake", "events"))
+			e.waitSubscribers("wake", 1)
+			e.sh(`echo before > "$M/wake/data"`, 10*time.Second)
+			if l := rd.line(t, 5*time.Second); l != "before" {
+				t.Fatalf("reader got %q", l)
+			}
+			cancel()
+			for _, p := range []*proc{rd, ev} {
+				if err := p.wait(t, 3*time.Second); err != nil {
+					t.Errorf("%s: %v (want end of file, exit 0)", p.cmd.Args, err)
+				}
+			}
+			done := make(chan error, 1)
+			go func() { done <- e.srv.Wait() }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("Wait: %v", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("Wait did not return after cancel")
+			}
+			if mounted(mp) {
+				t.Fatal("still mounted")
+			}
+			if left := testutil.ShmObjects(domain); len(left) > 0 {
+				t.Fatalf("shared memory left after Wait: %v", left)
+			}
+		})
+	}
+}
+
+// TestDaemonRestart: SIGTERM makes a serving daemon wake its readers and
+// unmount; after SIGKILL the stale mountpoint is recovered by the next mount.
+func TestDaemonRestart(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(kind, func(t *testing.T) {
+			requireFUSE(t)
+			domain, port := testutil.Domain(t), testutil.Port(t)
+			mp := t.TempDir()
+			e := &env{t: t, kind: kind, mp: mp, vars: []string{"SHMFS_DOMAIN=" + domain, fmt.Sprintf("SHMFS_PORT=%d", port)}}
+
+			d := testutil.StartChild(t, "serve", e.vars, kind, mp)
+			d.Expect(t, "ready", 10*time.Second)
+			e.sh(`mkdir "$M/x"`, 5*time.Second)
+			rd := e.start("cat", e.path("x", "data"))
+			time.Sleep(100 * time.Millisecond) // let cat block in read(2)
+			_ = d.Cmd.Process.Signal(syscall.SIGTERM)
+			if err := rd.wait(t, 3*time.Second); err != nil {
+				t.Errorf("reader: %v", err)
+			}
+			d.Expect(t, "unmounted", 5*time.Second)
+			if err := d.Wait(t, 5*time.Second); err != nil {
+				t.Fatalf("daemon: %v", err)
+			}
+
+			d2 := testutil.StartChild(t, "serve", e.vars, kind, mp)
+			d2.Expect(t, "ready", 10*time.Second)
+			e.sh(`mkdir "$M/y"`, 5*time.Second)
+			d2.Kill()
+			_ = d2.Wait(t, 5*time.Second)
+			if out, err := e.shErr(`ls "$M"`, 5*time.Second); err == nil || !strings.Contains(out, "not connected") {
+				t.Fatalf("after SIGKILL ls gave %v %q, want a stale mount", err, out)
+			}
+			d3 := testutil.StartChild(t, "serve", e.vars, kind, mp)
+			d3.Expect(t, "ready", 10*time.Second)
+			if out := e.sh(`mkdir "$M/z" && ls "$M"`, 5*time.Second); out != "z\n" {
+				t.Fatalf("remounted ls: %q", out)
+			}
+			_ = d3.Cmd.Process.Signal(syscall.SIGTERM)
+			d3.Expect(t, "unmounted", 5*time.Second)
+			if err := d3.Wait(t, 5*time.Second); err != nil {
+				t.Fatalf("daemon: %v", err)
+			}
+			if out, err := exec.Command("grep", "-c", " "+mp+" ", "/proc/self/mountinfo").Output(); err == nil {
+				t.Fatalf("mount entries left: %s", out)
+			}
+		})
+	}
+}
