@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/shmfs/shmfs/core"
+	"github.com/shmfs/shmfs/core/event"
+	"github.com/shmfs/shmfs/internal/proc"
+	"github.com/shmfs/shmfs/internal/shmname"
 	"github.com/shmfs/shmfs/internal/testutil"
 )
 
@@ -119,3 +122,73 @@ func sizeName(n int) string {
 	return strconv.Itoa(n) + "B"
 }
 
+func init() {
+	benchChildren["evpong"] = childEventPong
+}
+
+// childEventPong: args pingName pongName count. Answers every ping.
+func childEventPong(args []string) int {
+	a := testutil.ChildArgs(args)
+	ping, err := event.Open(a[0], event.Options{})
+	if err != nil {
+		return fail("open ping: %v", err)
+	}
+	defer ping.Close()
+	pong, err := event.Open(a[1], event.Options{})
+	if err != nil {
+		return fail("open pong: %v", err)
+	}
+	defer pong.Close()
+	fmt.Println("ready")
+	seq := ping.Seq()
+	for i, n := 0, atoi(a[2]); i < n; i++ {
+		next, err := ping.Wait(seq, 10*time.Second)
+		if err != nil {
+			return fail("wait ping %d: %v", i, err)
+		}
+		seq = next
+		pong.Set()
+	}
+	return 0
+}
+
+// BenchmarkReferenceFutexPingPong is the floor for event-driven delivery
+// between two processes: a futex wake-up there and back (core/event). Its
+// p50 one-way figure is half the round trip; compare BenchmarkLatency with it.
+func BenchmarkReferenceFutexPingPong(b *testing.B) {
+	d := testutil.Domain(b)
+	pingName := shmname.Object(d, proc.RandomID(), "ping")
+	pongName := shmname.Object(d, proc.RandomID(), "pong")
+	ping, err := event.Create(pingName, event.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ping.Destroy()
+	pong, err := event.Create(pongName, event.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pong.Destroy()
+	child := testutil.StartChild(b, "evpong", nil, pingName, pongName, strconv.Itoa(b.N))
+	child.Expect(b, "ready", 10*time.Second)
+	rt := make([]int64, 0, b.N)
+	seq := pong.Seq()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		ping.Set()
+		next, err := pong.Wait(seq, 10*time.Second)
+		if err != nil {
+			b.Fatal(err)
+		}
+		seq = next
+		rt = append(rt, int64(time.Since(t0)))
+	}
+	b.StopTimer()
+	slices.Sort(rt)
+	b.ReportMetric(float64(rt[len(rt)/2])/2e3, "p50-oneway-µs")
+	b.ReportMetric(float64(rt[len(rt)*99/100])/2e3, "p99-oneway-µs")
+	if err := child.Wait(b, 10*time.Second); err != nil {
+		b.Fatal(err)
+	}
+}

@@ -66,11 +66,11 @@ func OpenNode(cfg Config) (*Node, error) {
 	cfg.Port, cfg.Refresh, cfg.Timeout = rc.Port, rc.Refresh, rc.Timeout
 	n := &Node{
 		cfg: cfg, agent: agent, key: key, refs: 1,
-		stop:    make(chan struct{}),
-		pubs:    map[uint64]*Publisher{},
-		subs:    map[string]map[*Subscriber]struct{}{},
+		stop:     make(chan struct{}),
+		pubs:     map[uint64]*Publisher{},
+		subs:     map[string]map[*Subscriber]struct{}{},
 		subLists: map[string]*atomic.Pointer[[]*Subscriber]{},
-		remotes: map[uint64]*remotePub{},
+		remotes:  map[uint64]*remotePub{},
 	}
 	// Remove what crashed processes of this domain left behind. Only objects
 	// whose creator is dead are touched.

@@ -2,6 +2,7 @@ package core
 
 import (
 	"errors"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -132,7 +133,13 @@ func (o *observer) run() {
 			return
 		}
 		seq = next
-		o.poll()
+		if o.poll() {
+			// The receiver goroutine we just readied sits in this P's run
+			// queue; the futex wait below is a syscall that keeps the P for
+			// up to 20 µs before the runtime hands it off. Yield so that the
+			// receiver runs now.
+			runtime.Gosched()
+		}
 	}
 }
 
@@ -205,8 +212,9 @@ func (o *observer) release(publisherDead bool) {
 // lockTimeout bounds a reader's wait for the memory file's mutex.
 const lockTimeout = 2 * time.Second
 
-// poll reads the file's current message and delivers it if it is new.
-func (o *observer) poll() {
+// poll reads the file's current message and delivers it if it is new. It
+// reports whether it delivered anything.
+func (o *observer) poll() bool {
 	subs := o.rp.node.subscribersOf(o.rp.topic)
 	err := o.mtx.RLock(lockTimeout)
 	if err != nil {
@@ -214,12 +222,12 @@ func (o *observer) poll() {
 			// The writer died mid-message: the payload may be torn.
 			_ = o.mtx.RUnlock()
 		}
-		return
+		return false
 	}
 	h, view, err := o.mf.Read()
 	if err != nil || h.Clock == 0 {
 		_ = o.mtx.RUnlock()
-		return
+		return false
 	}
 	if h.Clock > o.latest.Load() {
 		o.latest.Store(h.Clock)
@@ -262,7 +270,7 @@ func (o *observer) poll() {
 		}
 	}
 	if !ackMode {
-		return
+		return false
 	}
 	if zc > 0 {
 		o.awaitZeroCopy(subs, h.Clock, time.Duration(h.AckTimeoutMs)*time.Millisecond)
@@ -271,6 +279,7 @@ func (o *observer) poll() {
 		o.ack.StoreValue(h.Clock)
 	}
 	o.ack.Set()
+	return fresh
 }
 
 // awaitZeroCopy waits until every zero-copy subscriber consumed clock (or

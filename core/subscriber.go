@@ -118,6 +118,7 @@ func (n *Node) NewSubscriber(topic string, o *SubscriberOptions) (*Subscriber, e
 	n.mu.Unlock()
 	if err := n.agent.Register(registration.Entity{
 		Kind: registration.KindSubscriber, ID: s.id, Topic: topic, Type: opts.Type,
+		Flags: registration.FlagQuery, // running publishers answer at once
 	}); err != nil {
 		s.close(true)
 		return nil, fmt.Errorf("shmfs: subscriber %q: register: %w", topic, err)
@@ -234,12 +235,26 @@ func (s *Subscriber) Receive(ctx context.Context) (Message, error) {
 		})
 		return m, err
 	}
-	m, err := s.q.pop(ctx, s.closed)
+	m, err := s.pop(ctx)
 	if err != nil {
 		return Message{}, err
 	}
 	s.account(m.Header)
 	return m, nil
+}
+
+// pop takes the next queued message (copy mode), spinning first if
+// SubscriberOptions.Spin asks for it.
+func (s *Subscriber) pop(ctx context.Context) (Message, error) {
+	if s.opts.Spin > 0 {
+		for until := time.Now().Add(s.opts.Spin); time.Now().Before(until); {
+			if m, ok := s.q.tryPop(); ok {
+				return m, nil
+			}
+			runtime.Gosched()
+		}
+	}
+	return s.q.pop(ctx, s.closed)
 }
 
 // TryReceive is Receive without blocking: ok is false when nothing is
@@ -275,7 +290,7 @@ func (s *Subscriber) account(h Header) {
 // read-locked (shared) during fn, so keep fn short. fn's error is returned.
 func (s *Subscriber) ReceiveFunc(ctx context.Context, fn func(h Header, view []byte) error) error {
 	if !s.opts.ZeroCopy {
-		m, err := s.q.pop(ctx, s.closed)
+		m, err := s.pop(ctx)
 		if err != nil {
 			return err
 		}

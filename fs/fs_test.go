@@ -89,24 +89,17 @@ func TestWholeFileIsOneMessage(t *testing.T) {
 
 func TestCorePublisherToCat(t *testing.T) {
 	e := newEnv(t, "core", MountOptions{})
-	p := testutil.StartChild(t, "corepub", e.vars, "fromgo", "0") // registers the topic, sends nothing
-	p.Expect(t, "ready", 10*time.Second)
-	testutil.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
-		if out, _ := e.shErr(`ls "$M"`, 5*time.Second); !strings.Contains(out, "fromgo\n") {
-			return fmt.Errorf("ls: %q", out)
-		}
-		return nil
-	})
-	p.Kill()
+	e.sh(`mkdir "$M/fromgo"`, 5*time.Second)
 	r := e.start("cat", e.path("fromgo", "data"))
 	e.waitSubscribers("fromgo", 1)
-	p2 := testutil.StartChild(t, "corepub", e.vars, "fromgo", "50")
-	p2.Expect(t, "ready", 10*time.Second)
+	p := testutil.StartChild(t, "corepub", e.vars, "fromgo", "50")
 	for i := 1; i <= 50; i++ {
 		if l := r.line(t, 10*time.Second); l != fmt.Sprintf("pub-%d", i) {
 			t.Fatalf("cat line %d: %q", i, l)
 		}
 	}
+	p.Expect(t, "sent", 10*time.Second)
+	stopChild(t, p)
 }
 
 // TestTopicAppearsInLs: a topic of a core publisher in another process is
@@ -130,7 +123,7 @@ func TestTopicAppearsInLs(t *testing.T) {
 		return nil
 	})
 	t.Logf("listed after %v", time.Since(start))
-	p.Kill()
+	stopChild(t, p)
 	testutil.CheckFor(t, 4*refresh, 20*time.Millisecond, func() error {
 		if out, _ := e.shErr(`ls "$M"; test -e "$M/appear" && echo still`, 5*time.Second); out != "" {
 			return fmt.Errorf("after the publisher died: %q", out)

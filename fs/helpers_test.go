@@ -264,3 +264,13 @@ func mounted(mp string) bool {
 	}
 	return false
 }
+
+// stopChild ends a child with SIGTERM (so that it closes its publishers and
+// subscribers) and waits for it.
+func stopChild(t testing.TB, c *testutil.Child) {
+	t.Helper()
+	_ = c.Cmd.Process.Signal(syscall.SIGTERM)
+	if err := c.Wait(t, 5*time.Second); err != nil {
+		t.Errorf("child: %v", err)
+	}
+}

@@ -52,8 +52,10 @@ func childServe(args []string) int {
 }
 
 // childCorePub publishes (args: topic count) messages "pub-<i>\n" with the
-// core API, then waits to be killed.
+// core API, then waits for SIGTERM and closes the publisher.
 func childCorePub(args []string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
 	a := testutil.ChildArgs(args)
 	n, _ := strconv.Atoi(a[1])
 	p, err := core.NewPublisher(a[0], nil)
@@ -71,8 +73,10 @@ func childCorePub(args []string) int {
 		time.Sleep(time.Millisecond)
 	}
 	fmt.Println("sent")
-	var line string
-	fmt.Scanln(&line) // stdin closes when the test ends
+	select {
+	case <-ctx.Done():
+	case <-time.After(time.Minute):
+	}
 	return 0
 }
 

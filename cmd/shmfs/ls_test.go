@@ -53,6 +53,15 @@ func TestLsAndInfo(t *testing.T) {
 		t.Errorf("ls: exit %d, stdout:\n%s\nstderr: %s", r.code, r.stdout, r.stderr)
 	}
 
+	// --bw subscribes, measures, and does not list itself.
+	r = runShmfs(t, 30*time.Second, e.vars(), "", "ls", "--bw", "--json")
+	if err := json.Unmarshal([]byte(r.stdout), &topics); r.code != 0 || err != nil {
+		t.Fatalf("ls --bw --json: exit %d, %v: %s", r.code, err, r.stderr)
+	}
+	if tp = found(); tp == nil || tp.Bandwidth == nil || *tp.Bandwidth <= 0 || tp.Rate == nil || *tp.Rate <= 0 || len(tp.Subscribers) != 0 {
+		t.Errorf("ls --bw: topic %+v, want bandwidth and rate > 0 and no subscribers", tp)
+	}
+
 	r = runShmfs(t, 30*time.Second, e.vars(), "", "info", "--json", "weather")
 	if r.code != 0 {
 		t.Fatalf("info --json: exit %d: %s", r.code, r.stderr)

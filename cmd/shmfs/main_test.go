@@ -115,8 +115,9 @@ type child struct {
 	out strings.Builder // stdout and stderr so far, for failure messages
 }
 
-// startShmfs starts shmfs in the background; it is killed and reaped at
-// test cleanup.
+// startShmfs starts shmfs in the background. At test cleanup it gets
+// SIGTERM (so that it releases its shared memory) and, if it does not exit
+// within 10 s, SIGKILL.
 func startShmfs(t *testing.T, vars []string, args ...string) *child {
 	t.Helper()
 	cmd := exec.Command(shmfsBin, args...)
@@ -144,6 +145,13 @@ func startShmfs(t *testing.T, vars []string, args ...string) *child {
 		close(c.done)
 	}()
 	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-c.done:
+			return
+		case <-time.After(10 * time.Second):
+			t.Errorf("shmfs %s ignored SIGTERM for 10 s", c.name)
+		}
 		_ = cmd.Process.Kill()
 		select {
 		case <-c.done:

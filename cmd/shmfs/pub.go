@@ -229,7 +229,7 @@ type lineSource struct {
 
 func newLineSource(r io.Reader, max int) *lineSource {
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), max+2) // room for the line ending
+	sc.Buffer(make([]byte, 0, min(64<<10, max+2)), max+2) // room for the line ending
 	return &lineSource{sc: sc}
 }
 

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -125,4 +126,44 @@ func TestSubTimeout(t *testing.T) {
 	if r.code != 0 || r.stdout != "" {
 		t.Errorf("sub --timeout: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
+}
+
+// Ack mode makes every message reach every running subscriber process, in
+// order, even when pub sends as fast as it can.
+func TestPubSubEveryMessage(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const n = 2000
+	var in strings.Builder
+	want := make([]string, n)
+	for i := range want {
+		want[i] = strconv.Itoa(i)
+		in.WriteString(want[i] + "\n")
+	}
+	var subs []*child
+	for range 2 {
+		s := startShmfs(t, e.vars(), "sub", "-v", "--count", strconv.Itoa(n), "--timeout", "60s", "bulk")
+		s.expectStderr(t, "subscribed", 20*time.Second)
+		subs = append(subs, s)
+	}
+	if r := runShmfs(t, 60*time.Second, e.vars(), in.String(), "pub", "bulk"); r.code != 0 || r.stderr != "" {
+		t.Fatalf("pub: exit %d: %s", r.code, r.stderr)
+	}
+	for i, s := range subs {
+		if got := s.lines(t, n, 30*time.Second); !slices.Equal(got, want) {
+			t.Errorf("sub %d got %d messages, first difference at %d", i, len(got), firstDiff(got, want))
+		}
+		if code := s.wait(t, 20*time.Second); code != 0 {
+			t.Errorf("sub %d: exit %d", i, code)
+		}
+	}
+}
+
+func firstDiff(a, b []string) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
 }

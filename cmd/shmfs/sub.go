@@ -103,7 +103,11 @@ func runSub(c *cli, args []string) error {
 				return fmt.Errorf("receive: %w", err)
 			}
 			if timedOut() && *count > 0 {
-				return fmt.Errorf("timed out after %v: received %d of %d messages", *timeout, n, *count)
+				err := fmt.Errorf("timed out after %v: received %d of %d messages", *timeout, n, *count)
+				if ti, ok := node.Topic(topic); ok && *typ != "" && ti.Type != "" && ti.Type != *typ {
+					err = fmt.Errorf("%w (the topic's publishers send type %q, not --type %q)", err, ti.Type, *typ)
+				}
+				return err
 			}
 			break // interrupted, or --timeout without --count
 		}

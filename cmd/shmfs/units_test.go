@@ -142,7 +142,7 @@ func TestDropReporter(t *testing.T) {
 	var b bytes.Buffer
 	d := dropReporter{w: &b, every: time.Second}
 	t0 := time.Unix(1000, 0)
-	d.add(2, t0)                         // reported at once
+	d.add(2, t0)                           // reported at once
 	d.add(3, t0.Add(100*time.Millisecond)) // held back
 	d.add(0, t0.Add(200*time.Millisecond))
 	if got := strings.Count(b.String(), "\n"); got != 1 {

@@ -67,7 +67,8 @@ func TestRandomIDNonZeroDistinct(t *testing.T) {
 	if a == 0 || b == 0 || a == b {
 		t.Fatalf("RandomID gave %x %x", a, b)
 	}
-	if InstanceID() == 0 || InstanceID() != InstanceID() {
+	first := InstanceID()
+	if first == 0 || InstanceID() != first {
 		t.Fatal("InstanceID not stable")
 	}
 }
