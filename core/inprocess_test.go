@@ -156,3 +156,51 @@ func TestZeroCopyReceiveAllocatesNothing(t *testing.T) {
 		t.Errorf("received %d bytes, want %d", got, want)
 	}
 }
+
+// Without acks a slow subscriber misses messages, and every miss is counted:
+// received + dropped accounts for every message sent.
+func TestFireAndForgetDropsAreCounted(t *testing.T) {
+	cfg, _ := newConfig(t)
+	s, err := core.NewSubscriber("drops", &core.SubscriberOptions{Config: cfg, QueueSize: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	p, err := core.NewPublisher("drops", &core.PublisherOptions{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	const n = 2000
+	for i := 0; i < n; i++ {
+		if err := p.Send(ctx, []byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var received, dropped uint64
+	var last uint64
+	for last < n {
+		m, err := s.Receive(ctx)
+		if err != nil {
+			t.Fatalf("after %d received, %d dropped (last clock %d): %v", received, dropped, last, err)
+		}
+		if m.Clock <= last {
+			t.Fatalf("clock went from %d to %d", last, m.Clock)
+		}
+		received++
+		dropped += m.Dropped
+		if m.Clock-last-1 > m.Dropped {
+			t.Fatalf("clock %d after %d but only %d reported dropped", m.Clock, last, m.Dropped)
+		}
+		last = m.Clock
+	}
+	st := s.Stats()
+	if received+dropped != n || st.Received != received || st.Dropped != dropped {
+		t.Fatalf("received %d + dropped %d != sent %d (stats %+v)", received, dropped, n, st)
+	}
+	if dropped == 0 {
+		t.Fatalf("a subscriber with a 1-message queue that read nothing during %d sends dropped nothing", n)
+	}
+}

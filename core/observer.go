@@ -250,7 +250,7 @@ func (o *observer) poll() bool {
 				zc++
 				continue
 			}
-			m := Message{Header: hdr, Data: make([]byte, len(view))}
+			m := Message{Header: hdr, Data: s.buffer(len(view))}
 			copy(m.Data, view)
 			out = append(out, s)
 			msgs = append(msgs, m)

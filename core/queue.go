@@ -46,10 +46,11 @@ func (q *queue) push(m Message, block bool, stop, closed <-chan struct{}) bool {
 			return true
 		}
 		if !block {
+			// The evicted message and the ones it already reported missed.
+			q.dropped += 1 + q.items[q.head].Dropped
 			q.items[q.head] = Message{}
 			q.head = (q.head + 1) % len(q.items)
 			q.n--
-			q.dropped++
 			q.mu.Unlock()
 			continue
 		}

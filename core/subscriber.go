@@ -25,6 +25,7 @@ type Subscriber struct {
 	opts    SubscriberOptions
 
 	q      *queue        // copy mode
+	free   chan []byte   // copy mode: payload buffers to reuse (Release)
 	notify chan struct{} // zero-copy mode: an observer saw a new message
 	closed chan struct{}
 	once   sync.Once
@@ -101,6 +102,7 @@ func (n *Node) NewSubscriber(topic string, o *SubscriberOptions) (*Subscriber, e
 	}
 	if !opts.ZeroCopy {
 		s.q = newQueue(opts.QueueSize)
+		s.free = make(chan []byte, freeBuffers)
 	}
 	s.obs.Store(&[]*observer{})
 	n.mu.Lock()
@@ -295,7 +297,9 @@ func (s *Subscriber) ReceiveFunc(ctx context.Context, fn func(h Header, view []b
 			return err
 		}
 		s.account(m.Header)
-		return fn(m.Header, m.Data)
+		err = fn(m.Header, m.Data)
+		s.Release(m) // the view was valid only inside fn
+		return err
 	}
 	spinUntil := time.Time{}
 	if s.opts.Spin > 0 {
@@ -379,6 +383,44 @@ func (s *Subscriber) consumedClock(pub uint64) uint64 {
 	s.consumedMu.Lock()
 	defer s.consumedMu.Unlock()
 	return s.consumedShared[pub]
+}
+
+// freeBuffers bounds how many released payload buffers a subscriber keeps.
+const freeBuffers = 4
+
+// minRecycle is the smallest buffer worth keeping: below it, allocation is
+// cheaper than the bookkeeping.
+const minRecycle = 4 << 10
+
+// Release hands a message's payload buffer back to the subscriber, which
+// reuses it for a later message instead of allocating (a fresh large buffer
+// costs several times the copy itself). Call it only when neither m.Data
+// nor any slice of it is used any more. Optional; ReceiveFunc does it by
+// itself in copy mode.
+func (s *Subscriber) Release(m Message) {
+	if s.free == nil || cap(m.Data) < minRecycle {
+		return
+	}
+	select {
+	case s.free <- m.Data[:0]:
+	default:
+	}
+}
+
+// buffer returns a payload buffer of n bytes, reused when one is free.
+func (s *Subscriber) buffer(n int) []byte {
+	for i := 0; i < freeBuffers; i++ {
+		select {
+		case b := <-s.free:
+			if cap(b) >= n {
+				return b[:n]
+			}
+			// Too small for this message: let it go; a bigger one replaces it.
+		default:
+			return make([]byte, n)
+		}
+	}
+	return make([]byte, n)
 }
 
 // Messages returns a channel that receives every message until ctx is done

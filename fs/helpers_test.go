@@ -274,3 +274,22 @@ func stopChild(t testing.TB, c *testutil.Child) {
 		t.Errorf("child: %v", err)
 	}
 }
+
+// waitEventReaders waits until n events files of topic are open.
+func (e *env) waitEventReaders(topic string, n int) {
+	e.t.Helper()
+	testutil.CheckFor(e.t, 5*time.Second, 5*time.Millisecond, func() error {
+		k := 0
+		e.srv.fs.mu.Lock()
+		if t := e.srv.fs.topics[topic]; t != nil {
+			t.mu.Lock()
+			k = len(t.events)
+			t.mu.Unlock()
+		}
+		e.srv.fs.mu.Unlock()
+		if k != n {
+			return fmt.Errorf("topic %q has %d events readers, want %d", topic, k, n)
+		}
+		return nil
+	})
+}

@@ -40,6 +40,7 @@ func TestHeaderAndEvents(t *testing.T) {
 			t.Fatalf("header before any message:\n%s", out)
 		}
 		ev := e.start("cat", e.path("hdr", "events"))
+		e.waitEventReaders("hdr", 1)
 		rd := e.start("cat", e.path("hdr", "data"))
 		e.waitSubscribers("hdr", 1)
 		if kv := nextEvent(t, ev, "subscriber-added"); !strings.Contains(kv, "id=") {

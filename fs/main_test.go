@@ -58,7 +58,8 @@ func childCorePub(args []string) int {
 	defer stop()
 	a := testutil.ChildArgs(args)
 	n, _ := strconv.Atoi(a[1])
-	p, err := core.NewPublisher(a[0], nil)
+	// Ack mode: the test wants every message, also when the reader is slow.
+	p, err := core.NewPublisher(a[0], &core.PublisherOptions{AckTimeout: 5 * time.Second})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
