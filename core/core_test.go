@@ -329,8 +329,17 @@ func TestPublisherKilledAndRestarted(t *testing.T) {
 		pub.Kill()
 		sub.Expect(t, "publishers=0", 10*time.Second)
 	}
-	// The killed publisher could not remove its memory file and mutex (the
-	// subscriber removed its event pair); a sweep finds exactly those.
+	// The subscriber removes the dead publisher's event pair for its process.
+	testutil.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		for _, n := range testutil.ShmObjects(cfg.Domain) {
+			if strings.HasSuffix(n, "_snd") || strings.HasSuffix(n, "_ack") {
+				return fmt.Errorf("event %s of the killed publisher still there", n)
+			}
+		}
+		return nil
+	})
+	// The killed publisher could not remove its memory file and mutex; a
+	// sweep finds exactly those.
 	// (The first round's leftovers were swept when the second publisher
 	// started.)
 	stale, err := shm.Sweep(cfg.Domain, false)

@@ -214,7 +214,7 @@ func (n *Node) reconcile(topic string) {
 			pubs = append(pubs, p)
 		}
 	}
-	subs := n.subs[topic]
+	hasSubs := len(n.subs[topic]) > 0
 	n.mu.Unlock()
 
 	// Publisher side: one connection per subscriber process.
@@ -233,7 +233,7 @@ func (n *Node) reconcile(topic string) {
 	// Subscriber side: one remotePub (observers of its memory files) per
 	// local publisher of the topic, while this process has subscribers.
 	live := map[uint64]registration.Entity{}
-	if len(subs) > 0 {
+	if hasSubs {
 		for _, e := range entities {
 			if e.Kind == registration.KindPublisher && e.Local && len(e.MemFiles) > 0 {
 				live[e.ID] = e

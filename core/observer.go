@@ -28,6 +28,10 @@ type remotePub struct {
 	// lastClock is the newest clock handed to the copy subscribers; it
 	// orders messages across the publisher's buffers.
 	lastClock atomic.Uint64
+	// baselined is set after the first poll of any of the publisher's
+	// files: from then on every clock skipped counts as dropped (a message
+	// found on the first poll is the latest one, not a gap).
+	baselined atomic.Bool
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -116,9 +120,14 @@ func (o *observer) run() {
 	if !o.attach() {
 		return
 	}
-	o.rp.node.topicObserversChanged(o.rp.topic)
+	// Take the baseline (the snd sequence, then the message already in the
+	// file, if any) before telling the publisher that we are attached:
+	// everything it sends after that raises the sequence and is seen.
 	seq := o.snd.Seq()
 	o.poll()
+	o.rp.baselined.Store(true)
+	o.ack.SetAttached(proc.Self())
+	o.rp.node.topicObserversChanged(o.rp.topic)
 	for {
 		select {
 		case <-o.rp.stop:
@@ -150,7 +159,6 @@ func (o *observer) attach() bool {
 	for wait := time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
 		err := o.open()
 		if err == nil {
-			o.ack.SetAttached(proc.Self())
 			o.consumed = make(chan struct{}, 1)
 			o.ready.Store(true)
 			return true
@@ -239,7 +247,7 @@ func (o *observer) poll() bool {
 	zc := 0
 	if fresh {
 		hdr := o.header(h)
-		if last != 0 {
+		if last != 0 || o.rp.baselined.Load() {
 			hdr.Dropped = h.Clock - last - 1
 		}
 		for _, s := range subs {
