@@ -49,8 +49,9 @@ var (
 
 // coreBackend adapts a *core.Node.
 type coreBackend struct {
-	n   *core.Node
-	ack time.Duration // publishers' AckTimeout
+	n          *core.Node
+	ack        time.Duration // publishers' AckTimeout
+	maxMessage int           // publishers' MaxMessageSize
 }
 
 func (b coreBackend) Topics() []core.TopicInfo                   { return b.n.Topics() }
@@ -60,7 +61,7 @@ func (b coreBackend) Close() error                               { return b.n.Cl
 func (b coreBackend) config() core.Config                        { return b.n.Config() }
 
 func (b coreBackend) NewPublisher(topic, typ string) (publisher, error) {
-	p, err := b.n.NewPublisher(topic, &core.PublisherOptions{Type: typ, AckTimeout: b.ack})
+	p, err := b.n.NewPublisher(topic, &core.PublisherOptions{Type: typ, AckTimeout: b.ack, MaxMessageSize: b.maxMessage})
 	if err != nil {
 		return nil, err
 	}

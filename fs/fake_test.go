@@ -27,7 +27,7 @@ func newFakeBroker() *fakeBroker {
 }
 
 func (b *fakeBroker) config() core.Config { return core.Config{Domain: "fake"} }
-func (b *fakeBroker) Close() error   { return nil }
+func (b *fakeBroker) Close() error        { return nil }
 
 func (b *fakeBroker) Topics() []core.TopicInfo {
 	b.mu.Lock()

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -43,6 +44,8 @@ type env struct {
 	srv  *Server
 	fake *fakeBroker
 	vars []string // environment of children: SHMFS_DOMAIN, SHMFS_PORT
+	// busyOK: the test expects Unmount to report ErrBusy.
+	busyOK bool
 }
 
 var kinds = []string{"fake", "core"}
@@ -72,7 +75,7 @@ func newEnv(t testing.TB, kind string, o MountOptions) *env {
 		t.Fatalf("mount: %v", err)
 	}
 	t.Cleanup(func() {
-		if err := e.srv.Unmount(); err != nil {
+		if err := e.srv.Unmount(); err != nil && !(e.busyOK && errors.Is(err, ErrBusy)) {
 			t.Errorf("unmount: %v", err)
 		}
 	})
@@ -293,3 +296,18 @@ func (e *env) waitEventReaders(topic string, n int) {
 		return nil
 	})
 }
+
+// waitSubscribersRemote waits until registration knows n subscribers of
+// topic (in any process).
+func (e *env) waitSubscribersRemote(topic string, n int) {
+	e.t.Helper()
+	testutil.CheckFor(e.t, 5*time.Second, 5*time.Millisecond, func() error {
+		ti, _ := e.srv.fs.be.Topic(topic)
+		if len(ti.Subscribers) != n {
+			return fmt.Errorf("topic %q has %d subscribers, want %d", topic, len(ti.Subscribers), n)
+		}
+		return nil
+	})
+}
+
+func signalNotify(c chan os.Signal) { signal.Notify(c, syscall.SIGTERM) }

@@ -19,6 +19,7 @@ const infoName = ".shmfs"
 // (direct I/O), which also makes it the cheapest FUSE round trip.
 type infoNode struct {
 	gofs.Inode
+	fs      *filesystem
 	content []byte
 }
 
@@ -34,7 +35,7 @@ func (f *filesystem) infoText() []byte {
 }
 
 func (n *infoNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	out.Mode = syscall.S_IFREG | 0o444
+	n.fs.fileAttr(&out.Attr, 0o444)
 	out.Size = uint64(len(n.content))
 	return 0
 }

@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os/exec"
 	"regexp"
@@ -215,4 +216,31 @@ func TestDaemonRestart(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestUnmountBusy: a file held open without reading keeps the kernel from
+// unmounting; Unmount detaches lazily, reports ErrBusy and still releases
+// all shared memory.
+func TestUnmountBusy(t *testing.T) {
+	each(t, func(t *testing.T, e *env) {
+		e.sh(`mkdir "$M/busy"`, 5*time.Second)
+		e.sh(`echo x > "$M/busy/data"`, 5*time.Second) // creates the publisher's memory file
+		holder := e.start("sh", "-c", `exec 3<"$M/busy/data"; echo open; exec sleep 30`)
+		if l := holder.line(t, 5*time.Second); l != "open" {
+			t.Fatal(l)
+		}
+		e.busyOK = true
+		err := e.srv.Unmount()
+		if !errors.Is(err, ErrBusy) {
+			t.Fatalf("Unmount: %v, want ErrBusy", err)
+		}
+		if mounted(e.mp) {
+			t.Fatal("not detached")
+		}
+		if left := testutil.ShmObjects(strings.TrimPrefix(e.vars[0], "SHMFS_DOMAIN=")); e.kind == "core" && len(left) > 0 {
+			t.Fatalf("shared memory left: %v", left)
+		}
+		_ = holder.cmd.Process.Kill()
+		_ = holder.wait(t, 5*time.Second)
+	})
 }

@@ -17,12 +17,16 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	testutil.Main(m, map[string]func([]string) int{
+	children := map[string]func([]string) int{
 		"serve":   childServe,
 		"corepub": childCorePub,
 		"coresub": childCoreSub,
 		"goread":  childGoRead,
-	})
+	}
+	for k, v := range benchChildren {
+		children[k] = v
+	}
+	testutil.Main(m, children)
 }
 
 // childServe mounts (args: kind mountpoint) and serves until SIGTERM/SIGINT.

@@ -1,23 +1,17 @@
 package fs
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"log"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
-	"golang.org/x/sys/unix"
 
 	"github.com/shmfs/shmfs/core"
 )
@@ -104,11 +98,12 @@ type Server struct {
 	served chan struct{} // closed when the FUSE serve loop ended
 
 	unmountOnce sync.Once
-	unmountErr  error
+	finishOnce  sync.Once
+	done        chan struct{} // closed after everything was released
 
-	finishOnce sync.Once
-	finishErr  error
-	done       chan struct{} // closed after everything was released
+	mu          sync.Mutex
+	shutdownErr error // why unmounting was not clean (ErrBusy)
+	err         error // the shutdown's result, final once done is closed
 }
 
 // Mount mounts shmfs on mountpoint and serves it until ctx is cancelled,
@@ -118,15 +113,13 @@ type Server struct {
 // through fusermount3. A stale mount left by a crashed daemon on
 // mountpoint is detached first.
 func Mount(ctx context.Context, mountpoint string, o MountOptions) (*Server, error) {
+	o = o.withDefaults()
 	node, err := core.OpenNode(o.Config)
 	if err != nil {
 		return nil, fmt.Errorf("shmfs: mount %s: %w", mountpoint, err)
 	}
-	ack := o.AckTimeout
-	if ack == 0 {
-		ack = DefaultAckTimeout
-	}
-	s, err := mount(ctx, mountpoint, o, coreBackend{n: node, ack: max(ack, 0)})
+	be := coreBackend{n: node, ack: max(o.AckTimeout, 0), maxMessage: o.MaxMessageSize}
+	s, err := mount(ctx, mountpoint, o, be)
 	if err != nil {
 		_ = node.Close()
 		return nil, err
@@ -196,176 +189,66 @@ func mount(ctx context.Context, mountpoint string, o MountOptions, be backend) (
 func (s *Server) Mountpoint() string { return s.mountpoint }
 
 // Wait blocks until the filesystem is unmounted and everything it held
-// (publishers, subscribers, the core Node, shared memory) is released.
+// (publishers, subscribers, the core Node, shared memory) is released. It
+// returns the error of the shutdown (wrapping ErrBusy if the mount had to
+// be detached lazily), nil after a clean unmount.
 func (s *Server) Wait() error {
 	<-s.done
-	return s.finishErr
+	return s.err
 }
 
 // Unmount wakes every blocked reader (their reads return end of file),
-// unmounts, and releases everything. It is idempotent. If a process keeps a
-// file open the mount is detached lazily (and aborted where the fusectl
-// filesystem allows) and the error wraps ErrBusy.
+// unmounts, and releases everything; it returns what Wait returns. It is
+// idempotent. If a process keeps a file open the mount is detached lazily
+// (and aborted where the fusectl filesystem allows) and the error wraps
+// ErrBusy.
 func (s *Server) Unmount() error {
-	s.unmountOnce.Do(func() { s.unmountErr = s.unmount() })
-	return s.unmountErr
+	s.unmountOnce.Do(s.unmount)
+	<-s.done
+	return s.err
 }
 
-func (s *Server) unmount() error {
+func (s *Server) unmount() {
 	s.fs.beginShutdown()
-	var err error
 	select {
 	case <-s.served: // already unmounted from outside
 	default:
 		if uerr := s.srv.Unmount(); uerr != nil {
-			err = fmt.Errorf("%w: %s: %v", ErrBusy, s.mountpoint, uerr)
+			err := fmt.Errorf("%w: %s: %v", ErrBusy, s.mountpoint, uerr)
 			if derr := detach(s.mountpoint); derr != nil {
 				err = fmt.Errorf("%w; detach: %v", err, derr)
 			}
+			s.setShutdownErr(err) // before the abort lets finish run
 			abortConnection(s.conn)
 		}
 	}
 	select {
 	case <-s.served:
-	case <-time.After(3 * time.Second):
-		// The kernel keeps the detached connection while a file is open;
-		// release our side anyway.
+	case <-time.After(time.Second):
+		// The kernel keeps a detached connection while a file is open
+		// (fusectl, which could abort it, is not always mounted): release
+		// our side anyway; the rest ends with the process or the last file.
 	}
-	ferr := s.finish()
-	return errors.Join(err, ferr)
+	s.finish()
+}
+
+func (s *Server) setShutdownErr(err error) {
+	s.mu.Lock()
+	s.shutdownErr = err
+	s.mu.Unlock()
 }
 
 // finish releases everything once; it runs after the serve loop ended or
 // at the end of Unmount, whichever comes first.
-func (s *Server) finish() error {
+func (s *Server) finish() {
 	s.finishOnce.Do(func() {
-		s.finishErr = s.fs.finish()
-		if errors.Is(s.finishErr, core.ErrClosed) {
-			s.finishErr = nil
+		ferr := s.fs.finish()
+		if errors.Is(ferr, core.ErrClosed) {
+			ferr = nil
 		}
+		s.mu.Lock()
+		s.err = errors.Join(s.shutdownErr, ferr)
+		s.mu.Unlock()
 		close(s.done)
 	})
-	<-s.done
-	return s.finishErr
-}
-
-// prepareMountpoint detaches stale mounts (a crashed daemon leaves the
-// mountpoint answering ENOTCONN) and refuses a live shmfs.
-func prepareMountpoint(mp string, logger *log.Logger) error {
-	for range 8 { // stale mounts may be stacked
-		_, err := os.Stat(mp)
-		if !errors.Is(err, syscall.ENOTCONN) && !errors.Is(err, syscall.ECONNABORTED) {
-			break
-		}
-		logger.Printf("%s: detaching stale mount (%v)", mp, err)
-		if derr := detach(mp); derr != nil {
-			return fmt.Errorf("shmfs: mountpoint %s is a stale mount that could not be detached: %w", mp, derr)
-		}
-	}
-	st, err := os.Stat(mp)
-	if err != nil {
-		return fmt.Errorf("shmfs: mountpoint: %w", err)
-	}
-	if !st.IsDir() {
-		return fmt.Errorf("shmfs: mountpoint %s: %w", mp, syscall.ENOTDIR)
-	}
-	for _, m := range mounts() {
-		if m.point == mp && m.fstype == "fuse.shmfs" {
-			return fmt.Errorf("%w: %s", ErrAlreadyMounted, mp)
-		}
-	}
-	return nil
-}
-
-// detach lazily unmounts mp: umount2(MNT_DETACH) as root, else
-// fusermount3 -uz.
-func detach(mp string) error {
-	if os.Geteuid() == 0 {
-		if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil {
-			return fmt.Errorf("umount2 %s: %w", mp, err)
-		}
-		return nil
-	}
-	bin, err := exec.LookPath("fusermount3")
-	if err != nil {
-		if bin, err = exec.LookPath("fusermount"); err != nil {
-			return fmt.Errorf("no fusermount3: %w", err)
-		}
-	}
-	out, err := exec.Command(bin, "-uz", mp).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%s -uz %s: %w: %s", bin, mp, err, strings.TrimSpace(string(out)))
-	}
-	return nil
-}
-
-// abortConnection aborts a FUSE connection through fusectl (if mounted):
-// every pending request fails with ENOTCONN and the serve loop ends.
-func abortConnection(conn string) {
-	if conn == "" {
-		return
-	}
-	_ = os.WriteFile(filepath.Join("/sys/fs/fuse/connections", conn, "abort"), []byte("1"), 0)
-}
-
-// connectionID returns the FUSE connection id of the mount on mp: the minor
-// number of its device, from /proc/self/mountinfo (no access to the mount).
-func connectionID(mp string) string {
-	id := ""
-	for _, m := range mounts() {
-		if m.point == mp && m.fstype == "fuse.shmfs" {
-			if _, minor, ok := strings.Cut(m.dev, ":"); ok {
-				id = minor // the last (topmost) mount wins
-			}
-		}
-	}
-	return id
-}
-
-type mountEntry struct{ dev, point, fstype string }
-
-// mounts parses /proc/self/mountinfo.
-func mounts() []mountEntry {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []mountEntry
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		sep := -1
-		for i, x := range fields {
-			if x == "-" {
-				sep = i
-				break
-			}
-		}
-		if len(fields) < 5 || sep < 0 || sep+1 >= len(fields) {
-			continue
-		}
-		out = append(out, mountEntry{dev: fields[2], point: unescapeMount(fields[4]), fstype: fields[sep+1]})
-	}
-	return out
-}
-
-// unescapeMount decodes mountinfo's octal escapes (\040 for space, ...).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

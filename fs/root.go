@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"slices"
 	"syscall"
 	"time"
 
@@ -36,8 +37,8 @@ func (r *rootNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.At
 // process publishes or subscribes it, or while it is declared with mkdir.
 func (r *rootNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	if name == infoName {
-		n := &infoNode{content: r.fs.infoText()}
-		out.Mode = syscall.S_IFREG | 0o444
+		n := &infoNode{fs: r.fs, content: r.fs.infoText()}
+		r.fs.fileAttr(&out.Attr, 0o444)
 		out.Size = uint64(len(n.content))
 		if ch := r.GetChild(name); ch != nil {
 			return ch, 0
@@ -140,7 +141,7 @@ func (f *filesystem) usedByOthers(name string, t *topic) bool {
 		}
 		t.mu.Unlock()
 	}
-	for _, e := range append(ti.Publishers, ti.Subscribers...) {
+	for _, e := range slices.Concat(ti.Publishers, ti.Subscribers) {
 		if !own[e.ID] {
 			return true
 		}

@@ -3,6 +3,7 @@ package fs
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -46,7 +47,7 @@ func newTopic(f *filesystem, name string) *topic {
 		events:   map[*eventsHandle]struct{}{},
 	}
 	if ti, ok := f.be.Topic(name); ok {
-		for _, e := range append(ti.Publishers, ti.Subscribers...) {
+		for _, e := range slices.Concat(ti.Publishers, ti.Subscribers) {
 			t.counters[e.ID] = counters{e.AckTimeouts, e.Dropped}
 		}
 	}

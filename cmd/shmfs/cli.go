@@ -165,10 +165,17 @@ func oneTopic(args []string) (string, error) {
 }
 
 // signalContext is cancelled on SIGINT or SIGTERM: long-running commands stop
-// cleanly, releasing their shared memory.
+// cleanly, releasing their shared memory. SIGPIPE is caught too, so that a
+// write to a closed pipe ('shmfs sub t | head -1') returns EPIPE (see
+// isBrokenPipe) instead of killing the process before it cleaned up.
 func signalContext() (context.Context, context.CancelFunc) {
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
+
+// isBrokenPipe reports whether err means that the reader of our output went
+// away: a normal end for a command that streams (sub, hz).
+func isBrokenPipe(err error) bool { return errors.Is(err, syscall.EPIPE) }
 
 // exitCode maps an error to the process exit code.
 func exitCode(err error) int {

@@ -81,10 +81,12 @@ func runHz(c *cli, args []string) error {
 	msgs := s.Messages(ctx)
 	tick := time.NewTicker(*interval)
 	defer tick.Stop()
-	// stopped ends the run at an interrupt or --timeout: a final line, and
-	// a failure if --count was not reached in time.
+	// stopped ends the run at an interrupt or --timeout: the final
+	// statistics, and a failure if --count was not reached in time.
 	stopped := func() error {
-		hz.print(c.stdout)
+		if err := hz.print(c.stdout, true); err != nil {
+			return outputErr(err)
+		}
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) && *count > 0 {
 			return fmt.Errorf("timed out after %v: received %d of %d messages", *timeout, hz.received, *count)
 		}
@@ -110,13 +112,23 @@ func runHz(c *cli, args []string) error {
 			}
 			hz.add(at, m.Dropped)
 		case <-tick.C:
-			hz.print(c.stdout)
+			if err := hz.print(c.stdout, false); err != nil {
+				return outputErr(err)
+			}
 		case <-ctx.Done():
 			return stopped()
 		}
 	}
-	hz.print(c.stdout)
-	return nil
+	return outputErr(hz.print(c.stdout, true))
+}
+
+// outputErr turns a failed write of hz's output into the command's result:
+// none when the reader went away ('shmfs hz t | head -3').
+func outputErr(err error) error {
+	if err == nil || isBrokenPipe(err) {
+		return nil
+	}
+	return fmt.Errorf("write output: %w", err)
 }
 
 // hzState accumulates what hz reports.
@@ -134,23 +146,25 @@ func (h *hzState) add(at time.Time, dropped uint64) {
 	h.newSince = true
 }
 
-// print writes one line of statistics (or why there are none).
-func (h *hzState) print(w io.Writer) {
-	defer func() { h.newSince = false }()
-	if !h.newSince && h.received > 0 {
-		fmt.Fprintln(w, "no new messages")
-		return
-	}
+// print writes one line: the statistics, or why there are none. Periodic
+// lines say "no new messages" when nothing arrived since the last line; the
+// final line always has the statistics when there are any.
+func (h *hzState) print(w io.Writer, final bool) error {
+	line := ""
 	st, ok := h.w.stats()
-	if !ok {
-		if h.received == 0 {
-			fmt.Fprintln(w, "no messages yet")
-		} else {
-			fmt.Fprintln(w, "1 message, no rate yet")
-		}
-		return
+	switch {
+	case !h.newSince && h.received > 0 && !final:
+		line = "no new messages"
+	case ok:
+		line = formatHz(st, h.dropped)
+	case h.received == 0:
+		line = "no messages yet"
+	default:
+		line = "1 message, no rate yet"
 	}
-	fmt.Fprintln(w, formatHz(st, h.dropped))
+	h.newSince = false
+	_, err := fmt.Fprintln(w, line)
+	return err
 }
 
 // formatHz renders statistics as one line, e.g.

@@ -9,6 +9,8 @@ import (
 	"os"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/shmfs/shmfs/core"
 )
 
@@ -88,6 +90,9 @@ func runPub(c *cli, args []string) error {
 		}
 		src = l
 	default:
+		if isTerminal(c.stdin) {
+			fmt.Fprintln(c.stderr, "shmfs: pub: reading messages from the terminal, one per line; Ctrl-D ends")
+		}
 		src = newLineSource(c.stdin, core.DefaultMaxMessageSize)
 	}
 
@@ -244,6 +249,16 @@ func (l *lineSource) next() ([]byte, error) {
 		return nil, fmt.Errorf("read standard input: %w", err)
 	}
 	return nil, io.EOF
+}
+
+// isTerminal reports whether r is a terminal (a user typing messages).
+func isTerminal(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
 }
 
 // readMessageFile reads name ("-": stdin) as one message of at most max bytes.

@@ -113,6 +113,9 @@ func runSub(c *cli, args []string) error {
 		}
 		drops.add(m.Dropped, time.Now())
 		if err := writeMessage(c.stdout, *format, topic, m); err != nil {
+			if isBrokenPipe(err) {
+				return nil
+			}
 			return fmt.Errorf("write output: %w", err)
 		}
 		n++

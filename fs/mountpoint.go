@@ -1,0 +1,137 @@
+package fs
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// prepareMountpoint detaches stale mounts (a crashed daemon leaves the
+// mountpoint answering ENOTCONN) and refuses a live shmfs.
+func prepareMountpoint(mp string, logger *log.Logger) error {
+	for range 8 { // stale mounts may be stacked
+		_, err := os.Stat(mp)
+		if !errors.Is(err, syscall.ENOTCONN) && !errors.Is(err, syscall.ECONNABORTED) {
+			break
+		}
+		logger.Printf("%s: detaching stale mount (%v)", mp, err)
+		if derr := detach(mp); derr != nil {
+			return fmt.Errorf("shmfs: mountpoint %s is a stale mount that could not be detached: %w", mp, derr)
+		}
+	}
+	st, err := os.Stat(mp)
+	if err != nil {
+		return fmt.Errorf("shmfs: mountpoint: %w", err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("shmfs: mountpoint %s: %w", mp, syscall.ENOTDIR)
+	}
+	for _, m := range mounts() {
+		if m.point == mp && m.fstype == "fuse.shmfs" {
+			return fmt.Errorf("%w: %s", ErrAlreadyMounted, mp)
+		}
+	}
+	return nil
+}
+
+// detach lazily unmounts mp: umount2(MNT_DETACH) as root, else
+// fusermount3 -uz.
+func detach(mp string) error {
+	if os.Geteuid() == 0 {
+		if err := unix.Unmount(mp, unix.MNT_DETACH); err != nil {
+			return fmt.Errorf("umount2 %s: %w", mp, err)
+		}
+		return nil
+	}
+	bin, err := exec.LookPath("fusermount3")
+	if err != nil {
+		if bin, err = exec.LookPath("fusermount"); err != nil {
+			return fmt.Errorf("no fusermount3: %w", err)
+		}
+	}
+	out, err := exec.Command(bin, "-uz", mp).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s -uz %s: %w: %s", bin, mp, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// abortConnection aborts a FUSE connection through fusectl (if mounted):
+// every pending request fails with ENOTCONN and the serve loop ends.
+func abortConnection(conn string) {
+	if conn == "" {
+		return
+	}
+	_ = os.WriteFile(filepath.Join("/sys/fs/fuse/connections", conn, "abort"), []byte("1"), 0)
+}
+
+// connectionID returns the FUSE connection id of the mount on mp: the minor
+// number of its device, from /proc/self/mountinfo (no access to the mount).
+func connectionID(mp string) string {
+	id := ""
+	for _, m := range mounts() {
+		if m.point == mp && m.fstype == "fuse.shmfs" {
+			if _, minor, ok := strings.Cut(m.dev, ":"); ok {
+				id = minor // the last (topmost) mount wins
+			}
+		}
+	}
+	return id
+}
+
+type mountEntry struct{ dev, point, fstype string }
+
+// mounts parses /proc/self/mountinfo.
+func mounts() []mountEntry {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out []mountEntry
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		sep := -1
+		for i, x := range fields {
+			if x == "-" {
+				sep = i
+				break
+			}
+		}
+		if len(fields) < 5 || sep < 0 || sep+1 >= len(fields) {
+			continue
+		}
+		out = append(out, mountEntry{dev: fields[2], point: unescapeMount(fields[4]), fstype: fields[sep+1]})
+	}
+	return out
+}
+
+// unescapeMount decodes mountinfo's octal escapes (\040 for space, ...).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
