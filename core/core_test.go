@@ -372,16 +372,40 @@ func childPubStay(args []string) int {
 
 func TestTypeMismatch(t *testing.T) {
 	cfg, _ := newConfig(t)
-	p, err := core.NewPublisher("typed", &core.PublisherOptions{Config: cfg, Type: "text"})
+	// A subscriber that asks for a type, before any publisher exists.
+	early, err := core.NewSubscriber("typed", &core.SubscriberOptions{Config: cfg, Type: "text"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer early.Close()
+	p, err := core.NewPublisher("typed", &core.PublisherOptions{Config: cfg, Type: "json"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	_, err = core.NewSubscriber("typed", &core.SubscriberOptions{Config: cfg, Type: "protobuf:pkg.Msg"})
-	if !errors.Is(err, core.ErrTypeMismatch) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := early.Receive(ctx); !errors.Is(err, core.ErrTypeMismatch) || !strings.Contains(err.Error(), `"json"`) {
+		t.Fatalf("Receive after a publisher of another type appeared: %v, want ErrTypeMismatch naming it", err)
+	}
+	if err := p.Send(ctx, []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel2 := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel2()
+	if m, err := early.Receive(short); err == nil {
+		t.Fatalf("subscriber of type text received %q from a json publisher", m.Data)
+	}
+
+	// A subscriber asking for another type than the publishers'.
+	if _, err := core.NewSubscriber("typed", &core.SubscriberOptions{Config: cfg, Type: "protobuf:pkg.Msg"}); !errors.Is(err, core.ErrTypeMismatch) {
 		t.Fatalf("NewSubscriber with another type: %v, want ErrTypeMismatch", err)
 	}
-	s, err := core.NewSubscriber("typed", &core.SubscriberOptions{Config: cfg, Type: "text"})
+	// A second publisher of another type.
+	if _, err := core.NewPublisher("typed", &core.PublisherOptions{Config: cfg, Type: "text"}); !errors.Is(err, core.ErrTypeMismatch) {
+		t.Fatalf("NewPublisher with another type: %v, want ErrTypeMismatch", err)
+	}
+	s, err := core.NewSubscriber("typed", &core.SubscriberOptions{Config: cfg, Type: "json"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,19 +59,21 @@ func OpenNode(cfg Config) (*Node, error) {
 		n.refs++
 		return n, nil
 	}
-	agent, err := registration.NewAgent(rc)
-	if err != nil {
-		return nil, fmt.Errorf("shmfs: start registration for domain %q: %w", cfg.Domain, err)
-	}
-	cfg.Port, cfg.Refresh, cfg.Timeout = rc.Port, rc.Refresh, rc.Timeout
 	n := &Node{
-		cfg: cfg, agent: agent, key: key, refs: 1,
+		key: key, refs: 1,
 		stop:     make(chan struct{}),
 		pubs:     map[uint64]*Publisher{},
 		subs:     map[string]map[*Subscriber]struct{}{},
 		subLists: map[string]*atomic.Pointer[[]*Subscriber]{},
 		remotes:  map[uint64]*remotePub{},
 	}
+	rc.BeforeAnnounce = n.announceCounters
+	agent, err := registration.NewAgent(rc)
+	if err != nil {
+		return nil, fmt.Errorf("shmfs: start registration for domain %q: %w", cfg.Domain, err)
+	}
+	cfg.Port, cfg.Refresh, cfg.Timeout = rc.Port, rc.Refresh, rc.Timeout
+	n.cfg, n.agent = cfg, agent
 	// Remove what crashed processes of this domain left behind. Only objects
 	// whose creator is dead are touched.
 	_, _ = shm.Sweep(cfg.Domain, false)
@@ -145,18 +147,22 @@ func (n *Node) Close() error {
 	close(n.stop)
 	n.wg.Wait()
 	n.mu.Lock()
+	remotes := make([]*remotePub, 0, len(n.remotes))
 	for id, r := range n.remotes {
-		r.close()
+		remotes = append(remotes, r)
 		delete(n.remotes, id)
 	}
 	n.mu.Unlock()
+	// Outside n.mu: observers that are stopping take it.
+	for _, r := range remotes {
+		r.close()
+	}
 	return n.agent.Close()
 }
 
 // run follows registration: it connects publishers to new subscriber
 // processes and attaches observers to new publishers' memory files. A
-// periodic pass repairs anything a dropped change notification missed and
-// publishes the publishers' counters.
+// periodic pass repairs anything a dropped change notification missed.
 func (n *Node) run(changes <-chan registration.Change, cancel func()) {
 	defer n.wg.Done()
 	defer cancel()
@@ -186,14 +192,21 @@ func (n *Node) reconcileAll() {
 	for _, p := range n.pubs {
 		topics[p.topic] = true
 	}
+	n.mu.Unlock()
+	for t := range topics {
+		n.reconcile(t)
+	}
+}
+
+// announceCounters copies the publishers' counters into their registration
+// entities; registration calls it right before each periodic announcement.
+func (n *Node) announceCounters() {
+	n.mu.Lock()
 	pubs := make([]*Publisher, 0, len(n.pubs))
 	for _, p := range n.pubs {
 		pubs = append(pubs, p)
 	}
 	n.mu.Unlock()
-	for t := range topics {
-		n.reconcile(t)
-	}
 	for _, p := range pubs {
 		p.announceCounters()
 	}
@@ -266,6 +279,12 @@ func (n *Node) reconcile(topic string) {
 	}
 	for _, r := range added {
 		r.start()
+		for _, s := range n.subscribersOf(topic) {
+			if s.opts.Type != "" && s.opts.Type != r.typ {
+				s.report(fmt.Errorf("%w: publisher of topic %q (pid %d) has type %q, subscriber wants %q; its messages are ignored",
+					ErrTypeMismatch, topic, r.who.PID, r.typ, s.opts.Type))
+			}
+		}
 	}
 }
 

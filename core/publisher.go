@@ -107,6 +107,12 @@ func (n *Node) NewPublisher(topic string, o *PublisherOptions) (*Publisher, erro
 	if err != nil {
 		return nil, err
 	}
+	for _, e := range n.agent.Topic(topic) {
+		if e.Kind == registration.KindPublisher && e.Type != opts.Type {
+			return nil, fmt.Errorf("%w: topic %q already has type %q (publisher pid %d), cannot publish %q",
+				ErrTypeMismatch, topic, e.Type, e.PID, opts.Type)
+		}
+	}
 	p := &Publisher{
 		node: n, topic: topic, id: proc.RandomID(), opts: opts,
 		created: time.Now(), conns: map[uint64]*subConn{},
@@ -498,7 +504,8 @@ func (c *subConn) destroy() {
 	for _, e := range c.ack {
 		_ = e.Destroy()
 	}
-	c.snd, c.ack = nil, nil
+	// The slices stay: a Send may still hold c. Calls on a destroyed event
+	// are harmless no-ops (it reports not attached, value 0, ErrClosed).
 }
 
 // Close unregisters the publisher and removes its shared memory. Subscribers

@@ -88,14 +88,17 @@ func (q *queue) tryPop() (Message, bool) {
 	return m, true
 }
 
-// pop waits for a message until ctx is done or closed is closed.
-func (q *queue) pop(ctx context.Context, closed <-chan struct{}) (Message, error) {
+// pop waits for a message until ctx is done, closed is closed or an error
+// arrives on errs.
+func (q *queue) pop(ctx context.Context, closed <-chan struct{}, errs <-chan error) (Message, error) {
 	for {
 		if m, ok := q.tryPop(); ok {
 			return m, nil
 		}
 		select {
 		case <-q.avail:
+		case err := <-errs:
+			return Message{}, err
 		case <-ctx.Done():
 			return Message{}, ctx.Err()
 		case <-closed:

@@ -27,6 +27,7 @@ type Subscriber struct {
 	q      *queue        // copy mode
 	free   chan []byte   // copy mode: payload buffers to reuse (Release)
 	notify chan struct{} // zero-copy mode: an observer saw a new message
+	errs   chan error    // problems to report from the next Receive
 	closed chan struct{}
 	once   sync.Once
 
@@ -97,7 +98,7 @@ func (n *Node) NewSubscriber(topic string, o *SubscriberOptions) (*Subscriber, e
 	}
 	s := &Subscriber{
 		node: n, topic: topic, id: proc.RandomID(), opts: opts,
-		notify: make(chan struct{}, 1), closed: make(chan struct{}),
+		notify: make(chan struct{}, 1), closed: make(chan struct{}), errs: make(chan error, 8),
 		consumed: map[uint64]uint64{}, consumedShared: map[uint64]uint64{},
 	}
 	if !opts.ZeroCopy {
@@ -203,6 +204,25 @@ func (s *Subscriber) deliver(m Message, block bool, stop <-chan struct{}) {
 	s.q.push(m, block, stop, s.closed)
 }
 
+// report queues an error for the next Receive call (dropped if 8 are
+// already waiting: the first ones name the problem).
+func (s *Subscriber) report(err error) {
+	select {
+	case s.errs <- err:
+	default:
+	}
+}
+
+// pending returns a queued error, if any.
+func (s *Subscriber) pending() error {
+	select {
+	case err := <-s.errs:
+		return err
+	default:
+		return nil
+	}
+}
+
 func (s *Subscriber) isClosed() bool {
 	select {
 	case <-s.closed:
@@ -227,8 +247,13 @@ func (s *Subscriber) Stats() SubscriberStats {
 
 // Receive returns the next message with a private copy of its payload. It
 // blocks until a message arrives, ctx is done, or the subscriber is closed
-// (ErrClosed). A call cancelled by ctx consumes nothing.
+// (ErrClosed). A call cancelled by ctx consumes nothing. When a publisher of
+// another type than SubscriberOptions.Type appears, one call returns an
+// error wrapping ErrTypeMismatch that names it; later calls go on receiving.
 func (s *Subscriber) Receive(ctx context.Context) (Message, error) {
+	if err := s.pending(); err != nil {
+		return Message{}, err
+	}
 	if s.opts.ZeroCopy {
 		var m Message
 		err := s.ReceiveFunc(ctx, func(h Header, view []byte) error {
@@ -256,7 +281,7 @@ func (s *Subscriber) pop(ctx context.Context) (Message, error) {
 			runtime.Gosched()
 		}
 	}
-	return s.q.pop(ctx, s.closed)
+	return s.q.pop(ctx, s.closed, s.errs)
 }
 
 // TryReceive is Receive without blocking: ok is false when nothing is
@@ -291,6 +316,9 @@ func (s *Subscriber) account(h Header) {
 // memory and is valid only until fn returns; the memory file stays
 // read-locked (shared) during fn, so keep fn short. fn's error is returned.
 func (s *Subscriber) ReceiveFunc(ctx context.Context, fn func(h Header, view []byte) error) error {
+	if err := s.pending(); err != nil {
+		return err
+	}
 	if !s.opts.ZeroCopy {
 		m, err := s.pop(ctx)
 		if err != nil {
@@ -321,6 +349,8 @@ func (s *Subscriber) ReceiveFunc(ctx context.Context, fn func(h Header, view []b
 		}
 		select {
 		case <-s.notify:
+		case err := <-s.errs:
+			return err
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-s.closed:

@@ -469,6 +469,9 @@ func (a *Agent) loop() {
 		case <-a.stop:
 			return
 		case <-tick.C:
+			if a.cfg.BeforeAnnounce != nil {
+				a.cfg.BeforeAnnounce()
+			}
 			a.announceAll()
 			last = time.Now()
 			a.sweep()

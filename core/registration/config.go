@@ -55,6 +55,11 @@ type Config struct {
 	// Now is the clock for LastSeen and expiry (a fake clock in tests);
 	// timers still run in real time.
 	Now func() time.Time
+	// BeforeAnnounce, if set, runs before every periodic announcement (on
+	// the refresh loop, with no lock held), so that the owner can Update
+	// counters just in time: announcements then carry counts at most
+	// microseconds old instead of up to a whole period.
+	BeforeAnnounce func()
 }
 
 // DefaultConfig returns the default configuration: local mode, domain
