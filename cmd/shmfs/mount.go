@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
 
 	shmfs "github.com/shmfs/shmfs/fs"
 )
@@ -11,7 +12,7 @@ var mountCommand = &command{
 	name:  "mount",
 	args:  "MOUNTPOINT",
 	short: "mount the shmfs filesystem (runs until unmounted or interrupted)",
-	long: `Mounts the domain as a filesystem on MOUNTPOINT (an existing directory) and
+	long: `Mounts the domain as a filesystem on MOUNTPOINT (created if missing) and
 serves it in the foreground until interrupted (Ctrl-C, SIGTERM) or unmounted
 from outside (umount MOUNTPOINT, fusermount3 -u MOUNTPOINT). Every topic is a
 directory with the files data (write: publish one message per write; read:
@@ -31,6 +32,7 @@ func runMount(c *cli, args []string) error {
 	fs := c.flags()
 	allowOther := fs.Bool("allow-other", false, "let other users use the mount (non-root: needs user_allow_other in /etc/fuse.conf)")
 	debug := fs.Bool("debug", false, "log every FUSE request on standard error")
+	ackTimeout := fs.Duration("ack-timeout", shmfs.DefaultAckTimeout, "how long a write through the mount waits for every subscriber to take the message; 0 = fire and forget (a fast writer may then overwrite messages a slow reader has not read)")
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
@@ -42,9 +44,23 @@ func runMount(c *cli, args []string) error {
 		return usageErrorf("too many arguments: %q (want one MOUNTPOINT)", fs.Args()[1:])
 	}
 	mp := fs.Arg(0)
+	if _, err := os.Stat(mp); errors.Is(err, os.ErrNotExist) {
+		// A missing mountpoint is created, so that 'shmfs mount /tmp/shmfs'
+		// works on a fresh machine.
+		if err := os.MkdirAll(mp, 0o755); err != nil {
+			return fmt.Errorf("create mountpoint: %w", err)
+		}
+	}
+	ack := *ackTimeout
+	if ack == 0 {
+		ack = -1 // MountOptions: negative means fire and forget
+	}
+	if ack < -1 {
+		return usageErrorf("--ack-timeout %v is negative", *ackTimeout)
+	}
 	ctx, stop := signalContext()
 	defer stop()
-	srv, err := shmfs.Mount(ctx, mp, shmfs.MountOptions{Config: c.config(), AllowOther: *allowOther, Debug: *debug})
+	srv, err := shmfs.Mount(ctx, mp, shmfs.MountOptions{Config: c.config(), AllowOther: *allowOther, Debug: *debug, AckTimeout: ack})
 	if err != nil {
 		if errors.Is(err, shmfs.ErrAlreadyMounted) {
 			return fmt.Errorf("%w (unmount it first: umount %s)", err, mp)
