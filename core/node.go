@@ -84,6 +84,24 @@ func OpenNode(cfg Config) (*Node, error) {
 	return n, nil
 }
 
+// withOwnNode opens a Node for cfg and creates an entity on it that closes
+// the node when it closes itself (own marks it so); the package-level
+// NewPublisher and NewSubscriber use it.
+func withOwnNode[T any](cfg Config, create func(*Node) (T, error), own func(T)) (T, error) {
+	var zero T
+	n, err := OpenNode(cfg)
+	if err != nil {
+		return zero, err
+	}
+	v, err := create(n)
+	if err != nil {
+		n.Close()
+		return zero, err
+	}
+	own(v)
+	return v, nil
+}
+
 func (c Config) registration() registration.Config {
 	r := registration.DefaultConfig()
 	r.Domain = c.Domain

@@ -82,17 +82,8 @@ func NewPublisher(topic string, o *PublisherOptions) (*Publisher, error) {
 	if o != nil {
 		cfg = o.Config
 	}
-	n, err := OpenNode(cfg)
-	if err != nil {
-		return nil, err
-	}
-	p, err := n.NewPublisher(topic, o)
-	if err != nil {
-		n.Close()
-		return nil, err
-	}
-	p.ownNode = true
-	return p, nil
+	return withOwnNode(cfg, func(n *Node) (*Publisher, error) { return n.NewPublisher(topic, o) },
+		func(p *Publisher) { p.ownNode = true })
 }
 
 // NewPublisher creates a publisher on topic in the node's domain. It creates

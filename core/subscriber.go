@@ -64,17 +64,8 @@ func NewSubscriber(topic string, o *SubscriberOptions) (*Subscriber, error) {
 	if o != nil {
 		cfg = o.Config
 	}
-	n, err := OpenNode(cfg)
-	if err != nil {
-		return nil, err
-	}
-	s, err := n.NewSubscriber(topic, o)
-	if err != nil {
-		n.Close()
-		return nil, err
-	}
-	s.ownNode = true
-	return s, nil
+	return withOwnNode(cfg, func(n *Node) (*Subscriber, error) { return n.NewSubscriber(topic, o) },
+		func(s *Subscriber) { s.ownNode = true })
 }
 
 // NewSubscriber creates a subscriber on topic in the node's domain. It

@@ -8,9 +8,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/shmfs/shmfs/internal/mounttab"
 
 	"golang.org/x/sys/unix"
 )
@@ -112,26 +113,7 @@ func mounts() []mountEntry {
 		if len(fields) < 5 || sep < 0 || sep+1 >= len(fields) {
 			continue
 		}
-		out = append(out, mountEntry{dev: fields[2], point: unescapeMount(fields[4]), fstype: fields[sep+1]})
+		out = append(out, mountEntry{dev: fields[2], point: mounttab.Unescape(fields[4]), fstype: fields[sep+1]})
 	}
 	return out
-}
-
-// unescapeMount decodes mountinfo's octal escapes (\040 for space, ...).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

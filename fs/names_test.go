@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shmfs/shmfs/internal/mounttab"
 )
 
 func TestValidName(t *testing.T) {
@@ -34,8 +36,8 @@ func TestUnescapeMount(t *testing.T) {
 		`/tmp/plain`: "/tmp/plain", `/tmp/a\040b`: "/tmp/a b", `/x\134y`: `/x\y`,
 		`/trail\04`: `/trail\04`, `/bad\09x`: `/bad\09x`,
 	} {
-		if got := unescapeMount(in); got != want {
-			t.Errorf("unescapeMount(%q) = %q, want %q", in, got, want)
+		if got := mounttab.Unescape(in); got != want {
+			t.Errorf("mounttab.Unescape(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

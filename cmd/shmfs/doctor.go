@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shmfs/shmfs/core/registration"
+	"github.com/shmfs/shmfs/internal/mounttab"
 	"github.com/shmfs/shmfs/internal/proc"
 	"github.com/shmfs/shmfs/internal/shm"
 	"github.com/shmfs/shmfs/internal/shmname"
@@ -319,31 +320,12 @@ func shmfsMounts(r io.Reader) ([]mountInfo, error) {
 		if len(fields) < 3 {
 			continue
 		}
-		m := mountInfo{source: unescapeOctal(fields[0]), point: unescapeOctal(fields[1]), fstype: fields[2]}
+		m := mountInfo{source: mounttab.Unescape(fields[0]), point: mounttab.Unescape(fields[1]), fstype: fields[2]}
 		if m.fstype == "fuse.shmfs" || (strings.HasPrefix(m.fstype, "fuse") && strings.HasPrefix(m.source, "shmfs")) {
 			out = append(out, m)
 		}
 	}
 	return out, sc.Err()
-}
-
-// unescapeOctal decodes the \ooo escapes of /proc/mounts (\040 is a space).
-func unescapeOctal(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // checkStaleMounts finds shmfs mounts whose daemon died: stat on them gives

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shmfs/shmfs/internal/mounttab"
 	"github.com/shmfs/shmfs/internal/testutil"
 )
 
@@ -23,7 +24,7 @@ func isShmfsMount(dir string) bool {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fs := strings.Fields(sc.Text())
-		if len(fs) >= 3 && unescapeOctal(fs[1]) == dir && fs[2] == "fuse.shmfs" {
+		if len(fs) >= 3 && mounttab.Unescape(fs[1]) == dir && fs[2] == "fuse.shmfs" {
 			return true
 		}
 	}
