@@ -192,3 +192,80 @@ func BenchmarkReferenceFutexPingPong(b *testing.B) {
 		b.Fatal(err)
 	}
 }
+
+func init() {
+	benchChildren["countsub"] = childCountSub
+}
+
+// childCountSub: args topic count. Counts messages until the one with
+// sequence number count-1 arrives (or 2 s pass without any), then prints
+// "got <received> <dropped>".
+func childCountSub(args []string) int {
+	a := testutil.ChildArgs(args)
+	topic, count := a[0], atoi(a[1])
+	s, err := core.NewSubscriber(topic, &core.SubscriberOptions{Config: testConfig(), ZeroCopy: true})
+	if err != nil {
+		return fail("NewSubscriber: %v", err)
+	}
+	defer s.Close()
+	fmt.Println("ready")
+	var got uint64
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		last := false
+		err := s.ReceiveFunc(ctx, func(h core.Header, view []byte) error {
+			got++
+			last = len(view) >= 8 && binary.LittleEndian.Uint64(view) == uint64(count-1)
+			return nil
+		})
+		cancel()
+		if err != nil || last {
+			break
+		}
+	}
+	fmt.Printf("got %d %d\n", got, s.Stats().Dropped)
+	return 0
+}
+
+// BenchmarkThroughput publishes fire-and-forget (no acks) as fast as it can
+// to a zero-copy subscriber in another process and reports the publisher's
+// rate and the share of messages the subscriber saw (the rest it counted as
+// dropped: without acks a slower reader skips to the newest message).
+func BenchmarkThroughput(b *testing.B) {
+	for _, size := range []int{64, 4 << 10, 64 << 10, 1 << 20} {
+		b.Run(sizeName(size), func(b *testing.B) {
+			d, port := testutil.Domain(b), testutil.Port(b)
+			cfg := testConfig()
+			cfg.Domain, cfg.Port = d, port
+			child := testutil.StartChild(b, "countsub", env(d, port), "tp", strconv.Itoa(b.N))
+			child.Expect(b, "ready", 10*time.Second)
+			p, err := core.NewPublisher("tp", &core.PublisherOptions{Config: cfg, BufferCount: 2})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer p.Close()
+			ctx := context.Background()
+			b.SetBytes(int64(size))
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := p.SendFunc(ctx, size, func(buf []byte) error {
+					binary.LittleEndian.PutUint64(buf, uint64(i))
+					return nil
+				}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			elapsed := b.Elapsed()
+			b.StopTimer()
+			f := strings.Fields(child.Line(b, time.Minute))
+			if len(f) != 3 || f[0] != "got" {
+				b.Fatalf("child said %q", f)
+			}
+			got, _ := strconv.ParseFloat(f[1], 64)
+			dropped, _ := strconv.ParseFloat(f[2], 64)
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msg/s")
+			b.ReportMetric(100*got/float64(b.N), "%received")
+			b.ReportMetric(dropped, "dropped")
+		})
+	}
+}

@@ -33,6 +33,8 @@ type Node struct {
 	// subLists mirror subs as slices that observers read without locks or
 	// allocation; replaced whenever subs changes.
 	subLists map[string]*atomic.Pointer[[]*Subscriber]
+	// epoch counts subscribers created; see observer.baseEpoch.
+	epoch atomic.Uint64
 	// remotes are the publishers (of any process, this one included) that
 	// local subscribers read from, by entity id.
 	remotes map[uint64]*remotePub

@@ -95,6 +95,11 @@ type observer struct {
 	// latest is the newest clock seen in the file's header; zero-copy
 	// subscribers compare it with what they consumed.
 	latest atomic.Uint64
+	// baseClock is the clock found by the first poll (0: the file was
+	// empty) and baseEpoch the node's subscriber epoch at that moment: a
+	// zero-copy subscriber that already existed then counts every clock
+	// after baseClock it did not read as dropped.
+	baseClock, baseEpoch atomic.Uint64
 	// consumed is signalled by zero-copy subscribers after they consumed a
 	// message, so that the observer can acknowledge it.
 	consumed chan struct{}
@@ -124,7 +129,9 @@ func (o *observer) run() {
 	// file, if any) before telling the publisher that we are attached:
 	// everything it sends after that raises the sequence and is seen.
 	seq := o.snd.Seq()
+	o.baseEpoch.Store(o.rp.node.epoch.Load())
 	o.poll()
+	o.baseClock.Store(o.latest.Load())
 	o.rp.baselined.Store(true)
 	o.ack.SetAttached(proc.Self())
 	o.rp.node.topicObserversChanged(o.rp.topic)

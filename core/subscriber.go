@@ -23,6 +23,7 @@ type Subscriber struct {
 	topic   string
 	id      uint64
 	opts    SubscriberOptions
+	epoch   uint64 // Node.epoch at creation
 
 	q      *queue        // copy mode
 	free   chan []byte   // copy mode: payload buffers to reuse (Release)
@@ -88,7 +89,7 @@ func (n *Node) NewSubscriber(topic string, o *SubscriberOptions) (*Subscriber, e
 		}
 	}
 	s := &Subscriber{
-		node: n, topic: topic, id: proc.RandomID(), opts: opts,
+		node: n, topic: topic, id: proc.RandomID(), opts: opts, epoch: n.epoch.Add(1),
 		notify: make(chan struct{}, 1), closed: make(chan struct{}), errs: make(chan error, 8),
 		consumed: map[uint64]uint64{}, consumedShared: map[uint64]uint64{},
 	}
@@ -378,8 +379,13 @@ func (s *Subscriber) tryZeroCopy(fn func(Header, []byte) error) (bool, error) {
 		}
 		hdr := o.header(h)
 		hdr.ZeroCopy = true
-		if last != 0 {
+		switch {
+		case last != 0:
 			hdr.Dropped = h.Clock - last - 1
+		case s.epoch <= o.baseEpoch.Load() && h.Clock > o.baseClock.Load():
+			// s was there when the observer attached: what it missed since
+			// is a loss, not history.
+			hdr.Dropped = h.Clock - o.baseClock.Load() - 1
 		}
 		ferr := fn(hdr, view)
 		_ = o.mtx.RUnlock()
