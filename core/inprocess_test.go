@@ -160,8 +160,14 @@ func TestZeroCopyReceiveAllocatesNothing(t *testing.T) {
 // Without acks a slow subscriber misses messages, and every miss is counted:
 // received + dropped accounts for every message sent.
 func TestFireAndForgetDropsAreCounted(t *testing.T) {
+	for _, zc := range []bool{false, true} {
+		t.Run(map[bool]string{false: "copy", true: "zerocopy"}[zc], func(t *testing.T) { testDrops(t, zc) })
+	}
+}
+
+func testDrops(t *testing.T, zeroCopy bool) {
 	cfg, _ := newConfig(t)
-	s, err := core.NewSubscriber("drops", &core.SubscriberOptions{Config: cfg, QueueSize: 1})
+	s, err := core.NewSubscriber("drops", &core.SubscriberOptions{Config: cfg, QueueSize: 1, ZeroCopy: zeroCopy})
 	if err != nil {
 		t.Fatal(err)
 	}
