@@ -143,6 +143,11 @@ func TestCancelWakesReadersAndReleases(t *testing.T) {
 			if l := rd.line(t, 5*time.Second); l != "before" {
 				t.Fatalf("reader got %q", l)
 			}
+			// The events reader has opened its file once it printed a line
+			// (the message above is one of its events).
+			if l := ev.line(t, 5*time.Second); l == "" {
+				t.Fatal("events reader printed an empty line")
+			}
 			cancel()
 			for _, p := range []*proc{rd, ev} {
 				if err := p.wait(t, 3*time.Second); err != nil {
