@@ -36,6 +36,7 @@ type subscriber interface {
 	Receive(ctx context.Context) (core.Message, error)
 	TryReceive() (core.Message, bool, error)
 	ReceiveFunc(ctx context.Context, fn func(h core.Header, view []byte) error) error
+	Release(m core.Message)
 	Stats() core.SubscriberStats
 	ID() uint64
 	Close() error

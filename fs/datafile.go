@@ -188,6 +188,8 @@ func (h *dataHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 		n := copy(dest, m.Data)
 		if n < len(m.Data) {
 			h.rest = m.Data[n:]
+		} else {
+			h.sub.Release(m) // copied out whole: the buffer can be reused
 		}
 		return fuse.ReadResultData(dest[:n]), 0
 	}

@@ -234,6 +234,8 @@ func (s *fakeSub) push(ctx context.Context, m core.Message) {
 
 func (s *fakeSub) ID() uint64 { return s.id }
 
+func (s *fakeSub) Release(core.Message) {}
+
 func (s *fakeSub) Stats() core.SubscriberStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
