@@ -1,5 +1,7 @@
 package testutil
 
+import "os"
+
 // Lines returns the channel of the child's stdout lines, closed when its
 // stdout ends, for tests that watch several children at once from their
 // own goroutines (Line and Expect fail the test and so belong to the test
@@ -19,3 +21,8 @@ func (c *Child) Exited() (bool, error) {
 		return false, nil
 	}
 }
+
+// IsChild reports whether this process was started by StartChild, so that
+// a TestMain can skip its own setup (building binaries) in children before
+// calling Main.
+func IsChild() bool { return os.Getenv(childEnv) != "" }
