@@ -210,3 +210,46 @@ func testDrops(t *testing.T, zeroCopy bool) {
 		t.Fatalf("a subscriber with a 1-message queue that read nothing during %d sends dropped nothing", n)
 	}
 }
+
+func TestOnlyNewSkipsHistory(t *testing.T) {
+	for _, zc := range []bool{false, true} {
+		t.Run(map[bool]string{false: "copy", true: "zerocopy"}[zc], func(t *testing.T) {
+			cfg, _ := newConfig(t)
+			p, err := core.NewPublisher("fresh", &core.PublisherOptions{Config: cfg, AckTimeout: time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			// Make sure this process observes the publisher (a first
+			// subscriber) so that the history is in place.
+			first, err := core.NewSubscriber("fresh", &core.SubscriberOptions{Config: cfg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer first.Close()
+			if err := p.Send(ctx, []byte("old")); err != nil {
+				t.Fatal(err)
+			}
+			if m, err := first.Receive(ctx); err != nil || string(m.Data) != "old" {
+				t.Fatalf("first subscriber: %q %v", m.Data, err)
+			}
+			s, err := core.NewSubscriber("fresh", &core.SubscriberOptions{Config: cfg, OnlyNew: true, ZeroCopy: zc})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			short, cancel2 := context.WithTimeout(ctx, 200*time.Millisecond)
+			defer cancel2()
+			if m, err := s.Receive(short); err == nil {
+				t.Fatalf("OnlyNew subscriber received %q, published before it existed", m.Data)
+			}
+			go p.Send(ctx, []byte("new"))
+			m, err := s.Receive(ctx)
+			if err != nil || string(m.Data) != "new" || m.Dropped != 0 {
+				t.Fatalf("OnlyNew subscriber: %q dropped %d, %v; want \"new\"", m.Data, m.Dropped, err)
+			}
+		})
+	}
+}

@@ -100,6 +100,9 @@ type observer struct {
 	// zero-copy subscriber that already existed then counts every clock
 	// after baseClock it did not read as dropped.
 	baseClock, baseEpoch atomic.Uint64
+	// based is set once the baseline is taken; only then do subscribers
+	// see the observer (Subscriber.obs).
+	based atomic.Bool
 	// consumed is signalled by zero-copy subscribers after they consumed a
 	// message, so that the observer can acknowledge it.
 	consumed chan struct{}
@@ -130,9 +133,10 @@ func (o *observer) run() {
 	// everything it sends after that raises the sequence and is seen.
 	seq := o.snd.Seq()
 	o.baseEpoch.Store(o.rp.node.epoch.Load())
-	o.poll()
+	o.poll(true)
 	o.baseClock.Store(o.latest.Load())
 	o.rp.baselined.Store(true)
+	o.based.Store(true)
 	o.ack.SetAttached(proc.Self())
 	o.rp.node.topicObserversChanged(o.rp.topic)
 	for {
@@ -149,7 +153,7 @@ func (o *observer) run() {
 			return
 		}
 		seq = next
-		if o.poll() {
+		if o.poll(false) {
 			// The receiver goroutine we just readied sits in this P's run
 			// queue; the futex wait below is a syscall that keeps the P for
 			// up to 20 µs before the runtime hands it off. Yield so that the
@@ -228,8 +232,11 @@ func (o *observer) release(publisherDead bool) {
 const lockTimeout = 2 * time.Second
 
 // poll reads the file's current message and delivers it if it is new. It
-// reports whether it delivered anything.
-func (o *observer) poll() bool {
+// reports whether it delivered anything. The initial poll (the baseline)
+// finds history: subscribers with OnlyNew skip it, and it does not wait for
+// zero-copy subscribers, which cannot see this observer yet (the publisher
+// does not wait for this process's ack before it is attached either).
+func (o *observer) poll(initial bool) bool {
 	subs := o.rp.node.subscribersOf(o.rp.topic)
 	err := o.mtx.RLock(lockTimeout)
 	if err != nil {
@@ -258,7 +265,7 @@ func (o *observer) poll() bool {
 			hdr.Dropped = h.Clock - last - 1
 		}
 		for _, s := range subs {
-			if !s.accepts(o.rp, h.ID) {
+			if !s.accepts(o.rp, h.ID) || (initial && s.opts.OnlyNew) {
 				continue
 			}
 			if s.opts.ZeroCopy {
@@ -287,7 +294,7 @@ func (o *observer) poll() bool {
 	if !ackMode {
 		return false
 	}
-	if zc > 0 {
+	if zc > 0 && !initial {
 		o.awaitZeroCopy(subs, h.Clock, time.Duration(h.AckTimeoutMs)*time.Millisecond)
 	}
 	if o.ack.Value() < h.Clock {

@@ -174,6 +174,12 @@ type SubscriberOptions struct {
 	// message overwritten before it was read counts as dropped. Without
 	// ZeroCopy (the default) every message is copied into a queue.
 	ZeroCopy bool
+	// OnlyNew skips the message that is already in shared memory when the
+	// subscriber connects to a publisher: it receives only messages
+	// published after it was created (or, for publishers that appear later,
+	// after it connected to them). Default false: a new subscriber gets
+	// each publisher's latest message at once.
+	OnlyNew bool
 	// IDs, when not empty, keeps only messages whose ID is listed.
 	IDs []int64
 	// QueueSize bounds the copy queue (default 64 messages). In ack mode a

@@ -39,6 +39,10 @@ type Subscriber struct {
 	// recvMu serializes zero-copy consumption; it guards consumed.
 	recvMu   sync.Mutex
 	consumed map[uint64]uint64 // publisher id -> last clock consumed
+	// deliveredMu guards delivered: publisher id -> newest clock queued
+	// (copy mode).
+	deliveredMu sync.Mutex
+	delivered   map[uint64]uint64
 	// consumedShared mirrors consumed for the observers' ack wait.
 	consumedMu     sync.Mutex
 	consumedShared map[uint64]uint64
@@ -91,13 +95,17 @@ func (n *Node) NewSubscriber(topic string, o *SubscriberOptions) (*Subscriber, e
 	s := &Subscriber{
 		node: n, topic: topic, id: proc.RandomID(), opts: opts, epoch: n.epoch.Add(1),
 		notify: make(chan struct{}, 1), closed: make(chan struct{}), errs: make(chan error, 8),
-		consumed: map[uint64]uint64{}, consumedShared: map[uint64]uint64{},
+		consumed: map[uint64]uint64{}, consumedShared: map[uint64]uint64{}, delivered: map[uint64]uint64{},
 	}
 	if !opts.ZeroCopy {
 		s.q = newQueue(opts.QueueSize)
 		s.free = make(chan []byte, freeBuffers)
 	}
-	s.obs.Store(&[]*observer{})
+	obs := n.observerList(topic)
+	s.obs.Store(&obs)
+	if opts.OnlyNew {
+		s.startAfterLatest()
+	}
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
@@ -124,8 +132,9 @@ func (n *Node) NewSubscriber(topic string, o *SubscriberOptions) (*Subscriber, e
 	return s, nil
 }
 
-// topicObserversChanged refreshes the observer list of topic's subscribers.
-func (n *Node) topicObserversChanged(topic string) {
+// observerList returns the observers of topic's publishers that have taken
+// their baseline.
+func (n *Node) observerList(topic string) []*observer {
 	var list []*observer
 	for _, r := range n.remotesOf(topic) {
 		select {
@@ -134,11 +143,17 @@ func (n *Node) topicObserversChanged(topic string) {
 		default:
 		}
 		for _, o := range r.obs {
-			if o.ready.Load() {
+			if o.based.Load() {
 				list = append(list, o)
 			}
 		}
 	}
+	return list
+}
+
+// topicObserversChanged refreshes the observer list of topic's subscribers.
+func (n *Node) topicObserversChanged(topic string) {
+	list := n.observerList(topic)
 	for _, s := range n.subscribersOf(topic) {
 		l := slices.Clone(list)
 		s.obs.Store(&l)
@@ -146,9 +161,24 @@ func (n *Node) topicObserversChanged(topic string) {
 	}
 }
 
+// startAfterLatest makes an OnlyNew subscriber start after the newest
+// message of every publisher observed now. It runs before the subscriber
+// is visible to the observers.
+func (s *Subscriber) startAfterLatest() {
+	for _, o := range *s.obs.Load() {
+		c := o.latest.Load()
+		s.consumed[o.rp.id] = max(s.consumed[o.rp.id], c)
+		s.consumedShared[o.rp.id] = max(s.consumedShared[o.rp.id], c)
+		s.delivered[o.rp.id] = max(s.delivered[o.rp.id], c)
+	}
+}
+
 // catchUp gives a new copy subscriber the latest message of every publisher
 // already observed (a late subscriber gets at least the latest message).
 func (s *Subscriber) catchUp() {
+	if s.opts.OnlyNew {
+		return
+	}
 	if s.opts.ZeroCopy {
 		return // zero-copy reads the latest message by itself
 	}
@@ -185,12 +215,22 @@ func (s *Subscriber) accepts(r *remotePub, id int64) bool {
 	return true
 }
 
-// deliver queues a copied message (copy mode).
+// deliver queues a copied message (copy mode). A message is queued at most
+// once, and never after a newer one of the same publisher: the catch-up of
+// a new subscriber and the observers' polls may race for the same message.
 func (s *Subscriber) deliver(m Message, block bool, stop <-chan struct{}) {
-	if s.isClosed() || m.Size > s.opts.MaxMessageSize {
-		if !s.isClosed() {
-			s.dropped.Add(1)
-		}
+	if s.isClosed() {
+		return
+	}
+	s.deliveredMu.Lock()
+	if m.Clock <= s.delivered[m.Publisher] {
+		s.deliveredMu.Unlock()
+		return
+	}
+	s.delivered[m.Publisher] = m.Clock
+	s.deliveredMu.Unlock()
+	if m.Size > s.opts.MaxMessageSize {
+		s.dropped.Add(1)
 		return
 	}
 	s.q.push(m, block, stop, s.closed)
@@ -379,6 +419,12 @@ func (s *Subscriber) tryZeroCopy(fn func(Header, []byte) error) (bool, error) {
 		}
 		hdr := o.header(h)
 		hdr.ZeroCopy = true
+		if last == 0 && s.opts.OnlyNew && h.Clock <= o.baseClock.Load() {
+			// History found when the observer attached: not for OnlyNew.
+			_ = o.mtx.RUnlock()
+			s.markConsumed(o, h.Clock)
+			continue
+		}
 		switch {
 		case last != 0:
 			hdr.Dropped = h.Clock - last - 1

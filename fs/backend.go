@@ -22,6 +22,7 @@ type backend interface {
 
 type subOptions struct {
 	zeroCopy  bool
+	onlyNew   bool // skip the message already in shared memory
 	queueSize int
 }
 
@@ -70,7 +71,7 @@ func (b coreBackend) NewPublisher(topic, typ string) (publisher, error) {
 }
 
 func (b coreBackend) NewSubscriber(topic string, o subOptions) (subscriber, error) {
-	s, err := b.n.NewSubscriber(topic, &core.SubscriberOptions{ZeroCopy: o.zeroCopy, QueueSize: o.queueSize})
+	s, err := b.n.NewSubscriber(topic, &core.SubscriberOptions{ZeroCopy: o.zeroCopy, OnlyNew: o.onlyNew, QueueSize: o.queueSize})
 	if err != nil {
 		return nil, err
 	}
