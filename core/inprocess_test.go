@@ -253,3 +253,38 @@ func TestOnlyNewSkipsHistory(t *testing.T) {
 		})
 	}
 }
+
+func TestTopicsShowLiveCounters(t *testing.T) {
+	cfg, _ := newConfig(t)
+	n, err := core.OpenNode(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	p, err := n.NewPublisher("counted", &core.PublisherOptions{Type: "text", DiscoveryWait: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for i := 0; i < 3; i++ {
+		if err := p.Send(context.Background(), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ti, ok := n.Topic("counted")
+	if !ok || len(ti.Publishers) != 1 || ti.Type != "text" {
+		t.Fatalf("Topic = %+v, %v", ti, ok)
+	}
+	if got := ti.Publishers[0].Sent; got != 3 {
+		t.Fatalf("own publisher's Sent = %d right after 3 sends, want 3", got)
+	}
+	found := false
+	for _, x := range n.Topics() {
+		if x.Name == "counted" && len(x.Publishers) == 1 && x.Publishers[0].Sent == 3 {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("Topics() lacks the topic with live counters: %+v", n.Topics())
+	}
+}

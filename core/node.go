@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/shmfs/shmfs/core/registration"
+	"github.com/shmfs/shmfs/internal/proc"
 	"github.com/shmfs/shmfs/internal/shm"
 )
 
@@ -365,6 +366,7 @@ func (n *Node) remotesOf(topic string) []*remotePub {
 func (n *Node) Topics() []TopicInfo {
 	byName := map[string]*TopicInfo{}
 	for _, e := range n.agent.Snapshot() {
+		e = n.live(e)
 		ti := byName[e.Topic]
 		if ti == nil {
 			ti = &TopicInfo{Name: e.Topic}
@@ -385,9 +387,24 @@ func (n *Node) Topic(name string) (TopicInfo, bool) {
 	es := n.agent.Topic(name)
 	ti := TopicInfo{Name: name}
 	for _, e := range es {
-		addEntity(&ti, e)
+		addEntity(&ti, n.live(e))
 	}
 	return ti, len(es) > 0
+}
+
+// live replaces the counters of this process's own publishers, which
+// registration announces once per refresh period, with their current values.
+func (n *Node) live(e registration.Entity) registration.Entity {
+	if e.Kind != registration.KindPublisher || e.Instance != proc.InstanceID() {
+		return e
+	}
+	n.mu.Lock()
+	p := n.pubs[e.ID]
+	n.mu.Unlock()
+	if p != nil {
+		e.Sent, e.AckTimeouts = p.sent.Load(), p.ackTimeouts.Load()
+	}
+	return e
 }
 
 func addEntity(ti *TopicInfo, e registration.Entity) {
