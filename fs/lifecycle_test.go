@@ -143,11 +143,22 @@ func TestCancelWakesReadersAndReleases(t *testing.T) {
 			if l := rd.line(t, 5*time.Second); l != "before" {
 				t.Fatalf("reader got %q", l)
 			}
-			// The events reader has opened its file once it printed a line
-			// (the message above is one of its events).
-			if l := ev.line(t, 5*time.Second); l == "" {
-				t.Fatal("events reader printed an empty line")
-			}
+			// The events reader has opened its file once it prints a line;
+			// publish until it does (it may have opened after "before").
+			testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+				select {
+				case <-ev.lines:
+					return nil
+				default:
+				}
+				e.sh(`echo probe > "$M/wake/data"`, 10*time.Second)
+				select {
+				case <-ev.lines:
+					return nil
+				case <-time.After(100 * time.Millisecond):
+					return fmt.Errorf("events reader printed nothing; output %q", ev.output())
+				}
+			})
 			cancel()
 			for _, p := range []*proc{rd, ev} {
 				if err := p.wait(t, 3*time.Second); err != nil {
