@@ -1,5 +1,7 @@
 package mutex
 
+import "time"
+
 // Layout of the kind-specific part of a mutex segment (it starts at
 // shm.HeaderSize), little-endian, every atomic naturally aligned:
 //
@@ -9,7 +11,9 @@ package mutex
 //	 12     4 u32       dirty: 1 = a writer died holding W; cleared by the next Unlock
 //	 16     8 u64       readers: bit i set = slot i announces a shared holder
 //	 24     4 u32       nslots: number of reader slots (64)
-//	 28    36           reserved (0)
+//	 28     4 u32       rwait: 1 = a reader sleeps on W (see "readers' turn")
+//	 32     8 i64       turn: unix ns until which woken readers go first, 0 = none
+//	 40    24           reserved (0)
 //	 64   512 [64]u64   slots: identity word of the process holding slot i, 0 = free
 //
 // The segment never grows, so pointers into it stay valid until Close.
@@ -19,6 +23,8 @@ const (
 	offDirty   = 12
 	offReaders = 16
 	offNSlots  = 24
+	offRWait   = 28
+	offTurn    = 32
 	offSlots   = 64
 
 	// numSlots is the number of reader slots: one bit each in the readers
@@ -48,6 +54,17 @@ const (
 // sequence with the bit cleared and wakes D's waiters. A dead sleeper's bit
 // costs the next releaser one needless FUTEX_WAKE, never a hang.
 //
+// Readers' turn (fairness): writers are preferred (a reader backs off while
+// W has an owner), so a writer that unlocks and locks again at once could
+// starve readers forever. A reader sets rwait before it sleeps on W; an
+// Unlock that finds rwait set clears it and stores turn = now + turnGrace;
+// a writer that finds an unexpired turn and no shared holder yet waits
+// (yielding) until a woken reader has taken a slot or the turn expires, then
+// clears turn and locks as usual (draining the readers that got in). The
+// words sit in what layout version 1 reserved as zero, so processes that do
+// not know them simply never hand over a turn. A reader that dies after
+// setting rwait costs one writer at most turnGrace once.
+//
 // slot i, invariant: 0 (free), a reader's identity (claimed by CAS 0 -> me
 // before bit i is set in readers, released after bit i is cleared), or an
 // identity with slotCleaning (a process removing a dead holder: it CASes the
@@ -60,4 +77,7 @@ const (
 	wSleepers    uint64 = 1 << 31   // W: some process sleeps on W's low 32 bits
 	dSleepers    uint32 = 1 << 31   // D: some process sleeps on D
 	dSeqMask     uint32 = dSleepers - 1
+
+	// turnGrace bounds how long a writer leaves woken readers to get in.
+	turnGrace = 100 * time.Microsecond
 )

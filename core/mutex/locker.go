@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -128,6 +129,9 @@ func (l *locker) lock(timeout time.Duration) error {
 	}
 	defer l.leave()
 	wt := l.newWaiter(timeout)
+	if atomic.LoadInt64(l.r.turn) != 0 {
+		l.yieldTurn()
+	}
 	if !atomic.CompareAndSwapUint64(l.r.w, unlocked, l.me) {
 		if err := l.acquireW(&wt); err != nil {
 			return err
@@ -140,6 +144,21 @@ func (l *locker) lock(timeout time.Duration) error {
 		}
 	}
 	return l.acquired()
+}
+
+// yieldTurn lets readers woken by the last Unlock take their slots first
+// (see "readers' turn" in layout.go): it waits, yielding the processor,
+// until a shared holder shows up or the turn expires, then clears the turn.
+func (l *locker) yieldTurn() {
+	t := atomic.LoadInt64(l.r.turn)
+	for t != 0 && atomic.LoadUint64(l.r.readers) == 0 && atomic.LoadUint64(l.r.w) == unlocked {
+		now := time.Now().UnixNano()
+		if now >= t || t-now > int64(turnGrace) { // expired, or a lying value
+			break
+		}
+		runtime.Gosched()
+	}
+	atomic.CompareAndSwapInt64(l.r.turn, t, 0)
 }
 
 // acquired finishes a successful exclusive acquisition.
@@ -294,6 +313,9 @@ func (l *locker) releaseW() bool {
 		}
 		if atomic.CompareAndSwapUint64(l.r.w, w, unlocked) {
 			if w&wSleepers != 0 {
+				if atomic.SwapUint32(l.r.rwait, 0) != 0 {
+					atomic.StoreInt64(l.r.turn, time.Now().Add(turnGrace).UnixNano())
+				}
 				wakeAll(l.r.wLow)
 			}
 			return true
@@ -405,6 +427,7 @@ func (l *locker) waitWriter(wt *waiter, w uint64) error {
 	if expired {
 		return ErrTimeout
 	}
+	atomic.StoreUint32(l.r.rwait, 1) // ask the writer for a turn when it unlocks
 	return l.sleepW(w, wt.sleep())
 }
 

@@ -20,6 +20,7 @@ func TestMain(m *testing.M) {
 		"hold":    childHold,
 		"readers": childReaders,
 		"hammer":  childHammer,
+		"relock":  childRelock,
 	})
 }
 

@@ -2,6 +2,8 @@ package mutex
 
 import (
 	"errors"
+	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -449,4 +451,76 @@ func TestStressInProcess(t *testing.T) {
 	if counter != writers*n {
 		t.Fatalf("counter = %d, want %d", counter, writers*n)
 	}
+}
+
+// childRelock <mutex>: holds the lock for 50 µs (a 1 MiB copy), unlocks and
+// locks again at once, until killed: a publisher sending as fast as it can.
+func childRelock(args []string) int {
+	a := testutil.ChildArgs(args)
+	h, err := openShared(a[0])
+	if err != nil {
+		return fail("open: %v", err)
+	}
+	fmt.Println("ready")
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
+		if err := h.Lock(hangGuard); err != nil {
+			return fail("lock: %v", err)
+		}
+		for start := time.Now(); time.Since(start) < 50*time.Microsecond; {
+			sink++
+		}
+		if err := h.Unlock(); err != nil {
+			return fail("unlock: %v", err)
+		}
+	}
+	return 0
+}
+
+// TestReadersNotStarvedByRelockingWriter: a writer that locks again at
+// once after every unlock must not keep a waiting reader out (the readers'
+// turn in layout.go). Each RLock has a generous timeout: this catches
+// starvation, BenchmarkRLockAgainstRelockingWriter measures the wait.
+func TestReadersNotStarvedByRelockingWriter(t *testing.T) {
+	d := testutil.Domain(t)
+	name, h := newShared(t, d)
+	defer h.Close()
+	c := testutil.StartChild(t, "relock", nil, name)
+	c.Expect(t, "ready", 10*time.Second)
+	for i := 0; i < 200; i++ {
+		if err := h.RLock(hangGuard); err != nil {
+			t.Fatalf("RLock %d against a relocking writer: %v", i, err)
+		}
+		if err := h.RUnlock(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkRLockAgainstRelockingWriter: how long a reader waits for the
+// shared lock while another process holds it exclusively for 50 µs at a
+// time and relocks at once (p50, p99, max per acquisition).
+func BenchmarkRLockAgainstRelockingWriter(b *testing.B) {
+	d := testutil.Domain(b)
+	name, h := newShared(b, d)
+	defer h.Close()
+	c := testutil.StartChild(b, "relock", nil, name)
+	c.Expect(b, "ready", 10*time.Second)
+	waits := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		if err := h.RLock(hangGuard); err != nil {
+			b.Fatal(err)
+		}
+		waits = append(waits, time.Since(start))
+		if err := h.RUnlock(); err != nil {
+			b.Fatal(err)
+		}
+		time.Sleep(20 * time.Microsecond) // let the writer take the lock again
+	}
+	b.StopTimer()
+	slices.Sort(waits)
+	b.ReportMetric(float64(waits[len(waits)/2].Nanoseconds())/1e3, "p50-µs")
+	b.ReportMetric(float64(waits[len(waits)*99/100].Nanoseconds())/1e3, "p99-µs")
+	b.ReportMetric(float64(waits[len(waits)-1].Nanoseconds())/1e3, "max-µs")
 }

@@ -16,6 +16,8 @@ type region struct {
 	d       *uint32
 	dirty   *uint32
 	readers *uint64
+	rwait   *uint32
+	turn    *int64
 	slots   *[numSlots]uint64
 }
 
@@ -49,6 +51,8 @@ func newRegion(b []byte) (region, error) {
 		d:       (*uint32)(unsafe.Add(p, offD)),
 		dirty:   (*uint32)(unsafe.Add(p, offDirty)),
 		readers: (*uint64)(unsafe.Add(p, offReaders)),
+		rwait:   (*uint32)(unsafe.Add(p, offRWait)),
+		turn:    (*int64)(unsafe.Add(p, offTurn)),
 		slots:   (*[numSlots]uint64)(unsafe.Add(p, offSlots)),
 	}, nil
 }
