@@ -18,6 +18,9 @@ var (
 	// ErrAckTimeout: in ack mode, at least one subscriber did not acknowledge
 	// within the ack timeout. The message was still published.
 	ErrAckTimeout = errors.New("shmfs: acknowledgement timed out")
+	// ErrChecksum: a message's payload did not match its CRC-32C; the
+	// message was dropped.
+	ErrChecksum = errors.New("shmfs: message checksum mismatch")
 	// ErrLockTimeout: a memory file's mutex could not be taken in time.
 	ErrLockTimeout = errors.New("shmfs: memory file lock timed out")
 )

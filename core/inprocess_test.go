@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"hash/crc32"
 	"testing"
 	"time"
 
 	"github.com/shmfs/shmfs/core"
+	"github.com/shmfs/shmfs/core/memfile"
 )
 
 func TestSameProcessRoundTrip(t *testing.T) {
@@ -286,5 +288,69 @@ func TestTopicsShowLiveCounters(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("Topics() lacks the topic with live counters: %+v", n.Topics())
+	}
+}
+
+func TestChecksum(t *testing.T) {
+	for _, zc := range []bool{false, true} {
+		t.Run(map[bool]string{false: "copy", true: "zerocopy"}[zc], func(t *testing.T) {
+			cfg, _ := newConfig(t)
+			n, err := core.OpenNode(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer n.Close()
+			p, err := n.NewPublisher("summed", &core.PublisherOptions{Checksum: true, DiscoveryWait: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			data := []byte("payload with a checksum")
+			if err := p.Send(ctx, data); err != nil {
+				t.Fatal(err)
+			}
+			s, err := n.NewSubscriber("summed", &core.SubscriberOptions{VerifyChecksum: true, ZeroCopy: zc})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			m, err := s.Receive(ctx)
+			if err != nil || !bytes.Equal(m.Data, data) {
+				t.Fatalf("Receive: %q %v", m.Data, err)
+			}
+			if want := uint64(crc32.Checksum(data, crc32.MakeTable(crc32.Castagnoli))); m.Hash != want {
+				t.Fatalf("Hash = %#x, want CRC-32C %#x", m.Hash, want)
+			}
+
+			// Corrupt the next message's payload in shared memory behind
+			// the publisher's back: a verifying subscriber drops it.
+			ti, _ := n.Topic("summed")
+			mf, err := memfile.Open(ti.Publishers[0].MemFiles[0], false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer mf.Close()
+			if err := p.Send(ctx, data); err != nil {
+				t.Fatal(err)
+			}
+			_, view, err := mf.Read()
+			if err != nil {
+				t.Fatal(err)
+			}
+			view[0] ^= 0xff
+			late, err := n.NewSubscriber("summed", &core.SubscriberOptions{VerifyChecksum: true, ZeroCopy: zc})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer late.Close()
+			if _, err := late.Receive(ctx); !errors.Is(err, core.ErrChecksum) {
+				t.Fatalf("Receive of a corrupted message: %v, want ErrChecksum", err)
+			}
+			if st := late.Stats(); st.ChecksumErrors != 1 || st.Dropped != 1 {
+				t.Fatalf("stats after a corrupted message: %+v", st)
+			}
+		})
 	}
 }

@@ -14,8 +14,8 @@ type Header struct {
 	Time time.Time
 	// Size is the payload length in bytes.
 	Size int
-	// Hash is a 64-bit FNV-1a hash of the payload (0 if the publisher did
-	// not compute one).
+	// Hash is the CRC-32C of the payload when the publisher computes one
+	// (PublisherOptions.Checksum), else 0.
 	Hash uint64
 	// ZeroCopy is true when this subscriber read the payload in place.
 	ZeroCopy bool

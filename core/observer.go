@@ -2,6 +2,7 @@ package core
 
 import (
 	"errors"
+	"hash/crc32"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -264,8 +265,13 @@ func (o *observer) poll(initial bool) bool {
 		if last != 0 || o.rp.baselined.Load() {
 			hdr.Dropped = h.Clock - last - 1
 		}
+		sum := checksum{h: h, view: view}
 		for _, s := range subs {
 			if !s.accepts(o.rp, h.ID) || (initial && s.opts.OnlyNew) {
+				continue
+			}
+			if s.opts.VerifyChecksum && !sum.ok() {
+				s.badChecksum(h)
 				continue
 			}
 			if s.opts.ZeroCopy {
@@ -336,4 +342,22 @@ func (o *observer) header(h memfile.Header) Header {
 		AckTimeout: time.Duration(h.AckTimeoutMs) * time.Millisecond,
 		Generation: o.mf.Generation(),
 	}
+}
+
+// checksum verifies a message's CRC-32C at most once, for the subscribers
+// that ask for it.
+type checksum struct {
+	h            memfile.Header
+	view         []byte
+	done, result bool
+}
+
+func (c *checksum) ok() bool {
+	if c.h.Options&memfile.OptChecksum == 0 {
+		return true // the publisher sends none
+	}
+	if !c.done {
+		c.done, c.result = true, crc32.Checksum(c.view, castagnoli) == uint32(c.h.Hash)
+	}
+	return c.result
 }

@@ -100,6 +100,11 @@ type PublisherOptions struct {
 	// disables). Together with ConnectTimeout this makes a subscriber that
 	// already runs receive a new publisher's first message.
 	DiscoveryWait time.Duration
+	// Checksum makes every message carry the CRC-32C of its payload in
+	// Header.Hash (hardware-accelerated: about 0.1 ms per MiB here), so that
+	// subscribers with VerifyChecksum detect corrupted or torn payloads.
+	// Default false (Hash 0).
+	Checksum bool
 	// LockTimeout bounds waiting for a memory file's mutex (default 5 s).
 	LockTimeout time.Duration
 	// Mode is the permission of the shared-memory files: 0600 (default) or
@@ -174,6 +179,11 @@ type SubscriberOptions struct {
 	// message overwritten before it was read counts as dropped. Without
 	// ZeroCopy (the default) every message is copied into a queue.
 	ZeroCopy bool
+	// VerifyChecksum checks the CRC-32C of every message whose publisher
+	// sends one (PublisherOptions.Checksum): a mismatch drops the message,
+	// counts it (SubscriberStats.ChecksumErrors) and makes the next Receive
+	// return an error wrapping ErrChecksum.
+	VerifyChecksum bool
 	// OnlyNew skips the message that is already in shared memory when the
 	// subscriber connects to a publisher: it receives only messages
 	// published after it was created (or, for publishers that appear later,

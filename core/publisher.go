@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -287,6 +288,10 @@ func (p *Publisher) write(b *buffer, id int64, size int, data []byte, fill func(
 		DataSize: uint64(size), ID: id, Clock: p.clock, Time: time.Now().UnixNano(),
 		Publisher: p.id, AckTimeoutMs: uint32(p.opts.AckTimeout / time.Millisecond),
 	}
+	if p.opts.Checksum {
+		h.Hash = uint64(crc32.Checksum(payload, castagnoli))
+		h.Options |= memfile.OptChecksum
+	}
 	if p.opts.AckTimeout > 0 {
 		h.Options |= memfile.OptAck
 		if h.AckTimeoutMs == 0 {
@@ -316,6 +321,9 @@ func (p *Publisher) connsChanged() {
 	}
 	p.active.Store(&list)
 }
+
+// castagnoli is the CRC-32C table (SSE4.2/ARMv8 instructions where present).
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // ackSlice is how often an ack wait checks that the subscriber still lives:
 // a subscriber that dies leaves the wait within this time, not after the

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shmfs/shmfs/core/memfile"
 	"github.com/shmfs/shmfs/core/mutex"
 	"github.com/shmfs/shmfs/core/registration"
 	"github.com/shmfs/shmfs/internal/proc"
@@ -47,7 +48,7 @@ type Subscriber struct {
 	consumedMu     sync.Mutex
 	consumedShared map[uint64]uint64
 
-	received, dropped, mismatched atomic.Uint64
+	received, dropped, mismatched, checksumErrors atomic.Uint64
 }
 
 // SubscriberStats are a subscriber's counters.
@@ -59,6 +60,9 @@ type SubscriberStats struct {
 	// TypeMismatches counts messages ignored because their publisher's type
 	// differs from SubscriberOptions.Type.
 	TypeMismatches uint64
+	// ChecksumErrors counts messages dropped because their CRC-32C did not
+	// match (SubscriberOptions.VerifyChecksum).
+	ChecksumErrors uint64
 	// Publishers counts publishers this subscriber is connected to.
 	Publishers int
 }
@@ -190,6 +194,13 @@ func (s *Subscriber) catchUp() {
 			continue
 		}
 		h, view, err := o.mf.Read()
+		if err == nil && s.opts.VerifyChecksum && h.Clock != 0 {
+			if sum := (checksum{h: h, view: view}); !sum.ok() {
+				_ = o.mtx.RUnlock()
+				s.badChecksum(h)
+				continue
+			}
+		}
 		if err == nil && h.Clock != 0 && h.Clock == o.rp.lastClock.Load() && s.accepts(o.rp, h.ID) {
 			m := Message{Header: o.header(h), Data: slices.Clone(view)}
 			if m.Data == nil {
@@ -236,6 +247,13 @@ func (s *Subscriber) deliver(m Message, block bool, stop <-chan struct{}) {
 	s.q.push(m, block, stop, s.closed)
 }
 
+// badChecksum counts and reports a message dropped for its checksum.
+func (s *Subscriber) badChecksum(h memfile.Header) {
+	s.dropped.Add(1)
+	s.checksumErrors.Add(1)
+	s.report(fmt.Errorf("%w: topic %q publisher %016x clock %d (%d bytes)", ErrChecksum, s.topic, h.Publisher, h.Clock, h.DataSize))
+}
+
 // report queues an error for the next Receive call (dropped if 8 are
 // already waiting: the first ones name the problem).
 func (s *Subscriber) report(err error) {
@@ -272,7 +290,8 @@ func (s *Subscriber) ID() uint64 { return s.id }
 
 // Stats returns the subscriber's counters.
 func (s *Subscriber) Stats() SubscriberStats {
-	st := SubscriberStats{Received: s.received.Load(), Dropped: s.dropped.Load(), TypeMismatches: s.mismatched.Load()}
+	st := SubscriberStats{Received: s.received.Load(), Dropped: s.dropped.Load(),
+		TypeMismatches: s.mismatched.Load(), ChecksumErrors: s.checksumErrors.Load()}
 	st.Publishers = len(s.node.remotesOf(s.topic))
 	return st
 }
@@ -416,6 +435,14 @@ func (s *Subscriber) tryZeroCopy(fn func(Header, []byte) error) (bool, error) {
 				s.markConsumed(o, h.Clock) // filtered out: counts as consumed
 			}
 			continue
+		}
+		if s.opts.VerifyChecksum {
+			if sum := (checksum{h: h, view: view}); !sum.ok() {
+				_ = o.mtx.RUnlock()
+				s.markConsumed(o, h.Clock)
+				s.badChecksum(h)
+				continue
+			}
 		}
 		hdr := o.header(h)
 		hdr.ZeroCopy = true

@@ -63,6 +63,8 @@ type Options struct {
 const (
 	OptZeroCopy uint32 = 1 << 0
 	OptAck      uint32 = 1 << 1
+	// OptChecksum: Hash holds the CRC-32C (Castagnoli) of the payload.
+	OptChecksum uint32 = 1 << 2
 )
 
 // Header is the message header (eCAL's SMemFileHeader).
