@@ -176,7 +176,7 @@ func (n *Node) Close() error {
 	n.mu.Unlock()
 	// Outside n.mu: observers that are stopping take it.
 	for _, r := range remotes {
-		r.close()
+		r.close(false)
 	}
 	return n.agent.Close()
 }
@@ -274,7 +274,17 @@ func (n *Node) reconcile(topic string) {
 			}
 		}
 	}
+	registered := map[uint64]bool{}
+	for _, e := range entities {
+		if e.Kind == registration.KindPublisher {
+			registered[e.ID] = true
+		}
+	}
 	n.mu.Lock()
+	if n.closed { // Close ran meanwhile: start nothing
+		n.mu.Unlock()
+		return
+	}
 	var closing []*remotePub
 	for id, r := range n.remotes {
 		if r.topic != topic {
@@ -296,7 +306,7 @@ func (n *Node) reconcile(topic string) {
 	}
 	n.mu.Unlock()
 	for _, r := range closing {
-		r.close()
+		r.close(!registered[r.id])
 	}
 	for _, r := range added {
 		r.start()

@@ -29,6 +29,8 @@ type remotePub struct {
 	// lastClock is the newest clock handed to the copy subscribers; it
 	// orders messages across the publisher's buffers.
 	lastClock atomic.Uint64
+	// deliverMu serializes the observers' polls (see poll).
+	deliverMu sync.Mutex
 	// baselined is set after the first poll of any of the publisher's
 	// files: from then on every clock skipped counts as dropped (a message
 	// found on the first poll is the latest one, not a gap).
@@ -59,10 +61,13 @@ func (r *remotePub) start() {
 	}
 }
 
-// close stops the observers and unmaps the files. If the publisher died, its
-// event pairs for this process are removed (a live publisher removes them
-// itself on Close).
-func (r *remotePub) close() {
+// close stops the observers and unmaps the files. When the publisher is gone
+// (left registration, or died), its event pairs for this process are
+// removed too: a pair created by an observer that was still attaching when
+// the publisher closed would otherwise stay. While the publisher lives and
+// registers (this process merely stopped subscribing), the pairs stay: the
+// publisher keeps them for when the process subscribes again.
+func (r *remotePub) close(publisherGone bool) {
 	select {
 	case <-r.stop:
 		return
@@ -73,9 +78,9 @@ func (r *remotePub) close() {
 		o.wake()
 	}
 	r.wg.Wait()
-	dead := !r.who.Alive()
+	destroy := publisherGone || !r.who.Alive()
 	for _, o := range r.obs {
-		o.release(dead)
+		o.release(destroy)
 	}
 	r.node.topicObserversChanged(r.topic)
 }
@@ -107,6 +112,13 @@ type observer struct {
 	// consumed is signalled by zero-copy subscribers after they consumed a
 	// message, so that the observer can acknowledge it.
 	consumed chan struct{}
+
+	// viewMu is held shared by every reader outside the observer goroutine
+	// (zero-copy receives, catch-up) while it uses the mapping, and
+	// exclusively by release before it unmaps: a zero-copy view is never
+	// unmapped under a running callback. It guards released.
+	viewMu   sync.RWMutex
+	released bool
 }
 
 const (
@@ -197,7 +209,7 @@ func (o *observer) open() error {
 		mf.Close()
 		return err
 	}
-	snd, _, err := event.CreateOrOpen(event.SndName(o.name, inst), event.Options{})
+	snd, created, err := event.CreateOrOpen(event.SndName(o.name, inst), event.Options{})
 	if err != nil {
 		mf.Close()
 		mtx.Close()
@@ -207,18 +219,39 @@ func (o *observer) open() error {
 	if err != nil {
 		mf.Close()
 		mtx.Close()
-		snd.Close()
+		if created {
+			snd.Destroy()
+		} else {
+			snd.Close()
+		}
 		return err
 	}
 	o.mf, o.mtx, o.snd, o.ack = mf, mtx, snd, ack
 	return nil
 }
 
-func (o *observer) release(publisherDead bool) {
+// release unmaps the files (and removes the event pair if destroyPair). It
+// waits for zero-copy callbacks that still use the mapping; if one is
+// running (it may be the caller itself, closing from inside a callback),
+// the release finishes in the background once it returns.
+func (o *observer) release(destroyPair bool) {
 	if !o.ready.Load() {
 		return
 	}
-	if publisherDead {
+	if !o.viewMu.TryLock() {
+		go func() {
+			o.viewMu.Lock()
+			o.releaseLocked(destroyPair)
+		}()
+		return
+	}
+	o.releaseLocked(destroyPair)
+}
+
+func (o *observer) releaseLocked(destroyPair bool) {
+	o.released = true
+	o.viewMu.Unlock()
+	if destroyPair {
 		_ = o.snd.Destroy()
 		_ = o.ack.Destroy()
 	} else {
@@ -229,6 +262,27 @@ func (o *observer) release(publisherDead bool) {
 	_ = o.mf.Close()
 }
 
+// withView calls fn with the file's current message under the shared lock
+// of the file, unless the observer was released or the message cannot be
+// read. It releases the locks also when fn panics.
+func (o *observer) withView(fn func(h memfile.Header, view []byte)) {
+	o.viewMu.RLock()
+	defer o.viewMu.RUnlock()
+	if o.released {
+		return
+	}
+	if err := o.mtx.RLock(lockTimeout); err != nil {
+		if errors.Is(err, mutex.ErrOwnerDied) {
+			_ = o.mtx.RUnlock() // the writer died mid-message: skip it
+		}
+		return
+	}
+	defer o.mtx.RUnlock()
+	if h, view, err := o.mf.Read(); err == nil && h.Clock != 0 {
+		fn(h, view)
+	}
+}
+
 // lockTimeout bounds a reader's wait for the memory file's mutex.
 const lockTimeout = 2 * time.Second
 
@@ -237,8 +291,15 @@ const lockTimeout = 2 * time.Second
 // finds history: subscribers with OnlyNew skip it, and it does not wait for
 // zero-copy subscribers, which cannot see this observer yet (the publisher
 // does not wait for this process's ack before it is attached either).
+// Zero-copy subscribers are only signalled: they read, filter and count for
+// themselves (tryZeroCopy).
 func (o *observer) poll(initial bool) bool {
 	subs := o.rp.node.subscribersOf(o.rp.topic)
+	// deliverMu makes "is this the publisher's newest clock?" and the
+	// queueing one step, so that the observers of a publisher's buffers
+	// cannot overtake each other.
+	o.rp.deliverMu.Lock()
+	defer o.rp.deliverMu.Unlock()
 	err := o.mtx.RLock(lockTimeout)
 	if err != nil {
 		if errors.Is(err, mutex.ErrOwnerDied) {
@@ -256,32 +317,36 @@ func (o *observer) poll(initial bool) bool {
 		o.latest.Store(h.Clock)
 	}
 	last := o.rp.lastClock.Load()
-	fresh := h.Clock > last && o.rp.lastClock.CompareAndSwap(last, h.Clock)
+	fresh := h.Clock > last
 	var out []*Subscriber
 	var msgs []Message
 	zc := 0
 	if fresh {
+		o.rp.lastClock.Store(h.Clock)
 		hdr := o.header(h)
 		if last != 0 || o.rp.baselined.Load() {
 			hdr.Dropped = h.Clock - last - 1
 		}
 		sum := checksum{h: h, view: view}
 		for _, s := range subs {
-			if !s.accepts(o.rp, h.ID) || (initial && s.opts.OnlyNew) {
-				continue
+			switch {
+			case s.opts.ZeroCopy:
+				if s.accepts(o.rp, h.ID) {
+					zc++
+				}
+			case !s.typeOK(o.rp):
+				s.mismatched.Add(1)
+			case !s.idOK(h.ID), initial && s.opts.OnlyNew:
+			case s.opts.VerifyChecksum && !sum.ok():
+				if s.claim(h.Publisher, h.Clock) {
+					s.badChecksum(h)
+				}
+			default:
+				m := Message{Header: hdr, Data: s.buffer(len(view))}
+				copy(m.Data, view)
+				out = append(out, s)
+				msgs = append(msgs, m)
 			}
-			if s.opts.VerifyChecksum && !sum.ok() {
-				s.badChecksum(h)
-				continue
-			}
-			if s.opts.ZeroCopy {
-				zc++
-				continue
-			}
-			m := Message{Header: hdr, Data: s.buffer(len(view))}
-			copy(m.Data, view)
-			out = append(out, s)
-			msgs = append(msgs, m)
 		}
 	}
 	_ = o.mtx.RUnlock()
@@ -298,10 +363,10 @@ func (o *observer) poll(initial bool) bool {
 		}
 	}
 	if !ackMode {
-		return false
+		return fresh
 	}
 	if zc > 0 && !initial {
-		o.awaitZeroCopy(subs, h.Clock, time.Duration(h.AckTimeoutMs)*time.Millisecond)
+		o.awaitZeroCopy(subs, h.ID, h.Clock, time.Duration(h.AckTimeoutMs)*time.Millisecond)
 	}
 	if o.ack.Value() < h.Clock {
 		o.ack.StoreValue(h.Clock)
@@ -310,15 +375,16 @@ func (o *observer) poll(initial bool) bool {
 	return fresh
 }
 
-// awaitZeroCopy waits until every zero-copy subscriber consumed clock (or
-// moved past it), bounded by the publisher's ack timeout.
-func (o *observer) awaitZeroCopy(subs []*Subscriber, clock uint64, timeout time.Duration) {
+// awaitZeroCopy waits until every zero-copy subscriber that takes the
+// message (id) consumed clock or moved past it, bounded by the publisher's
+// ack timeout.
+func (o *observer) awaitZeroCopy(subs []*Subscriber, id int64, clock uint64, timeout time.Duration) {
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	for {
 		done := true
 		for _, s := range subs {
-			if s.opts.ZeroCopy && s.consumedClock(o.rp.id) < clock && !s.isClosed() {
+			if s.opts.ZeroCopy && s.accepts(o.rp, id) && s.consumedClock(o.rp.id) < clock && !s.isClosed() {
 				done = false
 			}
 		}

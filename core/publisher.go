@@ -218,6 +218,9 @@ func (p *Publisher) send(ctx context.Context, id int64, size int, data []byte, f
 	}
 	p.sendMu.Lock()
 	defer p.sendMu.Unlock()
+	if p.closed.Load() { // closed while this Send waited for sendMu
+		return ErrClosed
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -235,16 +238,7 @@ func (p *Publisher) send(ctx context.Context, id int64, size int, data []byte, f
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
 		timeout = time.Until(dl)
 	}
-	if err := b.mtx.Lock(timeout); err != nil && !errors.Is(err, mutex.ErrOwnerDied) {
-		if errors.Is(err, mutex.ErrTimeout) {
-			return fmt.Errorf("%w: %s: %w", ErrLockTimeout, b.name, err)
-		}
-		return fmt.Errorf("shmfs: lock %s: %w", b.name, err)
-	}
-	clock, err := p.write(b, id, size, data, fill)
-	if uerr := b.mtx.Unlock(); err == nil && uerr != nil {
-		err = fmt.Errorf("shmfs: unlock %s: %w", b.name, uerr)
-	}
+	clock, err := p.writeLocked(b, timeout, id, size, data, fill)
 	if err != nil {
 		return err
 	}
@@ -258,6 +252,24 @@ func (p *Publisher) send(ctx context.Context, id int64, size int, data []byte, f
 		return p.awaitAcks(ctx, idx, clock, conns)
 	}
 	return nil
+}
+
+// writeLocked takes buffer b's mutex, writes the message and unlocks, also
+// when fill panics: a cross-process lock left held by a live process would
+// stall every reader and the next Send until their timeouts.
+func (p *Publisher) writeLocked(b *buffer, timeout time.Duration, id int64, size int, data []byte, fill func([]byte) error) (clock uint64, err error) {
+	if err := b.mtx.Lock(timeout); err != nil && !errors.Is(err, mutex.ErrOwnerDied) {
+		if errors.Is(err, mutex.ErrTimeout) {
+			return 0, fmt.Errorf("%w: %s: %w", ErrLockTimeout, b.name, err)
+		}
+		return 0, fmt.Errorf("shmfs: lock %s: %w", b.name, err)
+	}
+	defer func() {
+		if uerr := b.mtx.Unlock(); err == nil && uerr != nil {
+			err = fmt.Errorf("shmfs: unlock %s: %w", b.name, uerr)
+		}
+	}()
+	return p.write(b, id, size, data, fill)
 }
 
 // write fills buffer b under its lock and commits the header.
@@ -341,7 +353,7 @@ func (p *Publisher) awaitAcks(ctx context.Context, idx int, clock uint64, conns 
 			continue // not yet reading; it gets the latest message on attach
 		}
 		if c.lagging {
-			if ack.Value() < clock-1 {
+			if c.acked() < clock-1 {
 				continue // still behind from an earlier timeout: skipped
 			}
 			c.lagging = false
@@ -349,6 +361,9 @@ func (p *Publisher) awaitAcks(ctx context.Context, idx int, clock uint64, conns 
 		for ack.Value() < clock {
 			if err := ctx.Err(); err != nil {
 				return err
+			}
+			if p.closed.Load() {
+				return ErrClosed
 			}
 			if !c.who.Alive() {
 				p.markDead(c)
@@ -372,6 +387,16 @@ func (p *Publisher) awaitAcks(ctx context.Context, idx int, clock uint64, conns 
 		return fmt.Errorf("%w: topic %q clock %d: subscriber %v", ErrAckTimeout, p.topic, clock, late)
 	}
 	return nil
+}
+
+// acked returns the newest clock the subscriber process acknowledged on any
+// buffer (each buffer's ack event holds the clocks sent through it).
+func (c *subConn) acked() uint64 {
+	var m uint64
+	for _, a := range c.ack {
+		m = max(m, a.Value())
+	}
+	return m
 }
 
 // attached reports whether the subscriber process has opened the event pair
@@ -413,6 +438,9 @@ func (p *Publisher) awaitSubscribers(ctx context.Context) error {
 		if err := sleepCtx(ctx, wait); err != nil {
 			return err
 		}
+		if p.closed.Load() {
+			return ErrClosed
+		}
 		p.node.reconcile(p.topic)
 	}
 }
@@ -447,11 +475,13 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // subscribing are kept (it may subscribe again and reuse them) until the
 // process dies or the publisher closes.
 func (p *Publisher) syncConnections(want map[uint64]registration.Entity) {
+	p.connMu.Lock()
+	defer p.connMu.Unlock()
+	// Checked under connMu: close sets closed before it takes connMu to
+	// destroy the connections, so none is created after that.
 	if p.closed.Load() {
 		return
 	}
-	p.connMu.Lock()
-	defer p.connMu.Unlock()
 	for inst, c := range p.conns {
 		_, ok := want[inst]
 		c.active = ok
@@ -536,9 +566,10 @@ func (p *Publisher) close(releaseNode bool) error {
 }
 
 func (p *Publisher) destroyBuffers() {
+	// p.bufs itself stays: it never changes after NewPublisher, so the
+	// registration goroutine may read the names without a lock.
 	for _, b := range p.bufs {
 		_ = b.mtx.Destroy()
 		_ = b.mf.Destroy()
 	}
-	p.bufs = nil
 }

@@ -17,11 +17,13 @@ type queue struct {
 	mu      sync.Mutex
 	items   []Message // ring buffer of len cap
 	head, n int
-	dropped uint64 // messages dropped on overflow, not yet reported
+	// dropped counts, per publisher, messages evicted on overflow and not
+	// yet reported: the next message of the same publisher carries them.
+	dropped map[uint64]uint64
 }
 
 func newQueue(size int) *queue {
-	return &queue{avail: make(chan struct{}, 1), space: make(chan struct{}, 1), items: make([]Message, size)}
+	return &queue{avail: make(chan struct{}, 1), space: make(chan struct{}, 1), items: make([]Message, size), dropped: map[uint64]uint64{}}
 }
 
 func signal(c chan struct{}) {
@@ -47,7 +49,8 @@ func (q *queue) push(m Message, block bool, stop, closed <-chan struct{}) bool {
 		}
 		if !block {
 			// The evicted message and the ones it already reported missed.
-			q.dropped += 1 + q.items[q.head].Dropped
+			ev := q.items[q.head]
+			q.dropped[ev.Publisher] += 1 + ev.Dropped
 			q.items[q.head] = Message{}
 			q.head = (q.head + 1) % len(q.items)
 			q.n--
@@ -65,8 +68,8 @@ func (q *queue) push(m Message, block bool, stop, closed <-chan struct{}) bool {
 	}
 }
 
-// tryPop removes and returns the oldest message. Dropped counts overflow
-// losses since the last pop, added to the message's Header.Dropped.
+// tryPop removes and returns the oldest message. Overflow losses of its
+// publisher not reported yet are added to its Header.Dropped.
 func (q *queue) tryPop() (Message, bool) {
 	q.mu.Lock()
 	if q.n == 0 {
@@ -77,8 +80,10 @@ func (q *queue) tryPop() (Message, bool) {
 	q.items[q.head] = Message{}
 	q.head = (q.head + 1) % len(q.items)
 	q.n--
-	m.Dropped += q.dropped
-	q.dropped = 0
+	if d := q.dropped[m.Publisher]; d > 0 {
+		m.Dropped += d
+		delete(q.dropped, m.Publisher)
+	}
 	more := q.n > 0
 	q.mu.Unlock()
 	signal(q.space)

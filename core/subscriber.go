@@ -2,7 +2,6 @@ package core
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"github.com/shmfs/shmfs/core/memfile"
-	"github.com/shmfs/shmfs/core/mutex"
 	"github.com/shmfs/shmfs/core/registration"
 	"github.com/shmfs/shmfs/internal/proc"
 )
@@ -187,59 +185,72 @@ func (s *Subscriber) catchUp() {
 		return // zero-copy reads the latest message by itself
 	}
 	for _, o := range *s.obs.Load() {
-		if err := o.mtx.RLock(lockTimeout); err != nil {
-			if errors.Is(err, mutex.ErrOwnerDied) {
-				_ = o.mtx.RUnlock()
+		var m Message
+		found := false
+		o.withView(func(h memfile.Header, view []byte) {
+			// Only the message the observer already handled: newer ones
+			// are its to deliver, in order.
+			if h.Clock != o.rp.lastClock.Load() || !s.accepts(o.rp, h.ID) {
+				return
 			}
-			continue
-		}
-		h, view, err := o.mf.Read()
-		if err == nil && s.opts.VerifyChecksum && h.Clock != 0 {
-			if sum := (checksum{h: h, view: view}); !sum.ok() {
-				_ = o.mtx.RUnlock()
-				s.badChecksum(h)
-				continue
+			if s.opts.VerifyChecksum && !(&checksum{h: h, view: view}).ok() {
+				if s.claim(h.Publisher, h.Clock) {
+					s.badChecksum(h)
+				}
+				return
 			}
-		}
-		if err == nil && h.Clock != 0 && h.Clock == o.rp.lastClock.Load() && s.accepts(o.rp, h.ID) {
-			m := Message{Header: o.header(h), Data: slices.Clone(view)}
-			if m.Data == nil {
-				m.Data = []byte{}
-			}
-			_ = o.mtx.RUnlock()
+			m = Message{Header: o.header(h), Data: append([]byte{}, view...)}
+			found = true
+		})
+		if found {
 			s.deliver(m, false, s.closed)
-			continue
 		}
-		_ = o.mtx.RUnlock()
 	}
 }
 
-// accepts reports whether messages of publisher r with id are for s.
+// accepts reports whether messages of publisher r with id are for s. It
+// has no side effects; callers count type mismatches where they drop.
 func (s *Subscriber) accepts(r *remotePub, id int64) bool {
-	if s.opts.Type != "" && r.typ != s.opts.Type {
-		s.mismatched.Add(1)
+	return s.typeOK(r) && s.idOK(id)
+}
+
+// typeOK reports whether publisher r has the type s asked for (if any).
+func (s *Subscriber) typeOK(r *remotePub) bool {
+	return s.opts.Type == "" || r.typ == s.opts.Type
+}
+
+// idOK applies the id filter.
+func (s *Subscriber) idOK(id int64) bool {
+	return len(s.opts.IDs) == 0 || slices.Contains(s.opts.IDs, id)
+}
+
+// claim records clock as handled for publisher pub (copy mode) and reports
+// whether it was new: each message is queued, or counted as bad, once.
+func (s *Subscriber) claim(pub, clock uint64) bool {
+	s.deliveredMu.Lock()
+	defer s.deliveredMu.Unlock()
+	if clock <= s.delivered[pub] {
 		return false
 	}
-	if len(s.opts.IDs) > 0 && !slices.Contains(s.opts.IDs, id) {
-		return false
-	}
+	s.delivered[pub] = clock
 	return true
 }
 
 // deliver queues a copied message (copy mode). A message is queued at most
 // once, and never after a newer one of the same publisher: the catch-up of
-// a new subscriber and the observers' polls may race for the same message.
+// a new subscriber and the observers' polls may race for the same message,
+// so the check and the push are one step under deliveredMu (a push that
+// waits for room holds up only deliveries to this same, full, queue).
 func (s *Subscriber) deliver(m Message, block bool, stop <-chan struct{}) {
 	if s.isClosed() {
 		return
 	}
 	s.deliveredMu.Lock()
+	defer s.deliveredMu.Unlock()
 	if m.Clock <= s.delivered[m.Publisher] {
-		s.deliveredMu.Unlock()
 		return
 	}
 	s.delivered[m.Publisher] = m.Clock
-	s.deliveredMu.Unlock()
 	if m.Size > s.opts.MaxMessageSize {
 		s.dropped.Add(1)
 		return
@@ -302,6 +313,9 @@ func (s *Subscriber) Stats() SubscriberStats {
 // another type than SubscriberOptions.Type appears, one call returns an
 // error wrapping ErrTypeMismatch that names it; later calls go on receiving.
 func (s *Subscriber) Receive(ctx context.Context) (Message, error) {
+	if s.isClosed() {
+		return Message{}, ErrClosed
+	}
 	if err := s.pending(); err != nil {
 		return Message{}, err
 	}
@@ -411,6 +425,8 @@ func (s *Subscriber) ReceiveFunc(ctx context.Context, fn func(h Header, view []b
 }
 
 // tryZeroCopy reads the newest unconsumed message of any publisher in place.
+// Zero-copy subscribers filter and count for themselves: the observer only
+// signals them.
 func (s *Subscriber) tryZeroCopy(fn func(Header, []byte) error) (bool, error) {
 	if s.isClosed() {
 		return false, ErrClosed
@@ -422,49 +438,43 @@ func (s *Subscriber) tryZeroCopy(fn func(Header, []byte) error) (bool, error) {
 		if o.latest.Load() <= last && last != 0 {
 			continue
 		}
-		if err := o.mtx.RLock(lockTimeout); err != nil {
-			if errors.Is(err, mutex.ErrOwnerDied) {
-				_ = o.mtx.RUnlock()
+		got := false
+		var ferr error
+		o.withView(func(h memfile.Header, view []byte) {
+			if h.Clock <= last {
+				return
 			}
-			continue
-		}
-		h, view, err := o.mf.Read()
-		if err != nil || h.Clock == 0 || h.Clock <= last || !s.accepts(o.rp, h.ID) || int(h.DataSize) > s.opts.MaxMessageSize {
-			_ = o.mtx.RUnlock()
-			if err == nil && h.Clock > last {
-				s.markConsumed(o, h.Clock) // filtered out: counts as consumed
-			}
-			continue
-		}
-		if s.opts.VerifyChecksum {
-			if sum := (checksum{h: h, view: view}); !sum.ok() {
-				_ = o.mtx.RUnlock()
-				s.markConsumed(o, h.Clock)
+			// Consumed whatever happens below, also if fn panics.
+			defer s.markConsumed(o, h.Clock)
+			switch {
+			case !s.typeOK(o.rp):
+				s.mismatched.Add(1)
+			case !s.idOK(h.ID):
+			case int(h.DataSize) > s.opts.MaxMessageSize:
+				s.dropped.Add(1)
+			case s.opts.VerifyChecksum && !(&checksum{h: h, view: view}).ok():
 				s.badChecksum(h)
-				continue
+			case last == 0 && s.opts.OnlyNew && h.Clock <= o.baseClock.Load():
+				// History found when the observer attached: not for OnlyNew.
+			default:
+				hdr := o.header(h)
+				hdr.ZeroCopy = true
+				switch {
+				case last != 0:
+					hdr.Dropped = h.Clock - last - 1
+				case s.epoch <= o.baseEpoch.Load() && h.Clock > o.baseClock.Load():
+					// s was there when the observer attached: what it
+					// missed since is a loss, not history.
+					hdr.Dropped = h.Clock - o.baseClock.Load() - 1
+				}
+				got = true
+				s.account(hdr)
+				ferr = fn(hdr, view)
 			}
+		})
+		if got {
+			return true, ferr
 		}
-		hdr := o.header(h)
-		hdr.ZeroCopy = true
-		if last == 0 && s.opts.OnlyNew && h.Clock <= o.baseClock.Load() {
-			// History found when the observer attached: not for OnlyNew.
-			_ = o.mtx.RUnlock()
-			s.markConsumed(o, h.Clock)
-			continue
-		}
-		switch {
-		case last != 0:
-			hdr.Dropped = h.Clock - last - 1
-		case s.epoch <= o.baseEpoch.Load() && h.Clock > o.baseClock.Load():
-			// s was there when the observer attached: what it missed since
-			// is a loss, not history.
-			hdr.Dropped = h.Clock - o.baseClock.Load() - 1
-		}
-		ferr := fn(hdr, view)
-		_ = o.mtx.RUnlock()
-		s.markConsumed(o, h.Clock)
-		s.account(hdr)
-		return true, ferr
 	}
 	return false, nil
 }
@@ -556,6 +566,12 @@ func (s *Subscriber) close(releaseNode bool) error {
 	s.once.Do(func() { first = true; close(s.closed) })
 	if !first {
 		return nil
+	}
+	if s.opts.ZeroCopy {
+		// An observer may hold back an ack until s consumes: it need not.
+		for _, o := range *s.obs.Load() {
+			signal(o.consumed)
+		}
 	}
 	n := s.node
 	_ = n.agent.Unregister(s.id)
