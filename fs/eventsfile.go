@@ -50,12 +50,16 @@ func (n *eventsNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, u
 		return nil, 0, syscall.ENODEV
 	}
 	t.mu.Lock()
-	if t.closed {
-		h.closed = true
-	} else {
+	closed := t.closed
+	if !closed {
 		t.events[h] = struct{}{}
 	}
 	t.mu.Unlock()
+	if closed {
+		h.mu.Lock() // h.closed is guarded by h.mu, as in shutdown
+		h.closed = true
+		h.mu.Unlock()
+	}
 	return h, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NONSEEKABLE | fuse.FOPEN_STREAM, 0
 }
 

@@ -133,7 +133,7 @@ func (f *filesystem) removeHandle(h handle) {
 // janitor closes the publisher and monitor of topics that nobody used for
 // opts.Linger, so that the mount does not keep topics alive forever.
 func (f *filesystem) janitor() {
-	tick := time.NewTicker(f.opts.Linger / 2)
+	tick := time.NewTicker(max(f.opts.Linger/2, time.Millisecond))
 	defer tick.Stop()
 	for {
 		select {

@@ -26,7 +26,12 @@ var (
 	_ = (gofs.NodeGetattrer)((*rootNode)(nil))
 	_ = (gofs.NodeMkdirer)((*rootNode)(nil))
 	_ = (gofs.NodeRmdirer)((*rootNode)(nil))
+	_ = (gofs.NodeUnlinker)((*rootNode)(nil))
 )
+
+// Unlink refuses: the root holds only topic directories and .shmfs. (Without
+// it go-fuse answers unlink with success and removes nothing.)
+func (r *rootNode) Unlink(ctx context.Context, name string) syscall.Errno { return syscall.EPERM }
 
 func (r *rootNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	r.fs.dirAttr(&out.Attr)

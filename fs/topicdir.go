@@ -19,7 +19,12 @@ var (
 	_ = (gofs.NodeLookuper)((*topicDir)(nil))
 	_ = (gofs.NodeReaddirer)((*topicDir)(nil))
 	_ = (gofs.NodeGetattrer)((*topicDir)(nil))
+	_ = (gofs.NodeUnlinker)((*topicDir)(nil))
 )
+
+// Unlink refuses: a topic's files are fixed. (Without it go-fuse answers
+// unlink with success and removes nothing.)
+func (d *topicDir) Unlink(ctx context.Context, name string) syscall.Errno { return syscall.EPERM }
 
 // The files of a topic directory.
 const (

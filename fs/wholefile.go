@@ -65,6 +65,7 @@ type wholeHandle struct {
 	mu      sync.Mutex
 	buf     []byte
 	pending bool // something was written since the last publish
+	tooBig  bool // a write went over the size limit: the message is void
 	closed  bool
 }
 
@@ -74,7 +75,12 @@ func (h *wholeHandle) Write(ctx context.Context, data []byte, off int64) (uint32
 	if h.closed {
 		return 0, syscall.ENODEV
 	}
+	if h.tooBig {
+		return 0, syscall.EFBIG
+	}
 	if len(h.buf)+len(data) > h.t.fs.opts.MaxMessageSize {
+		// The message can never be whole: publish nothing of it.
+		h.buf, h.tooBig = nil, true
 		return 0, syscall.EFBIG
 	}
 	h.buf = append(h.buf, data...)
@@ -89,6 +95,10 @@ func (h *wholeHandle) Write(ctx context.Context, data []byte, off int64) (uint32
 func (h *wholeHandle) Flush(ctx context.Context) syscall.Errno {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.tooBig {
+		h.buf, h.pending, h.tooBig = nil, false, false
+		return syscall.EFBIG
+	}
 	if !h.pending || h.closed {
 		return 0
 	}

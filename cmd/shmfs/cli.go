@@ -124,6 +124,10 @@ func (c *cli) config() core.Config { return core.Config{Domain: c.domain, Port: 
 func (c *cli) openNode() (*core.Node, error) {
 	n, err := core.OpenNode(c.config())
 	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, fmt.Errorf("join domain %q: %w; another program holds UDP port %d without SO_REUSEADDR: choose another with --port or SHMFS_PORT (all processes of the domain must use the same), see 'shmfs doctor'",
+				c.domain, err, c.effectivePort())
+		}
 		return nil, fmt.Errorf("join domain %q: %w", c.domain, err)
 	}
 	return n, nil

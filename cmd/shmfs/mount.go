@@ -51,12 +51,12 @@ func runMount(c *cli, args []string) error {
 			return fmt.Errorf("create mountpoint: %w", err)
 		}
 	}
+	if *ackTimeout < 0 {
+		return usageErrorf("--ack-timeout %v is negative (0 means fire and forget)", *ackTimeout)
+	}
 	ack := *ackTimeout
 	if ack == 0 {
 		ack = -1 // MountOptions: negative means fire and forget
-	}
-	if ack < -1 {
-		return usageErrorf("--ack-timeout %v is negative", *ackTimeout)
 	}
 	ctx, stop := signalContext()
 	defer stop()

@@ -53,6 +53,7 @@ func runSub(c *cli, args []string) error {
 	timeout := fs.Duration("timeout", 0, "exit after this long (0: no limit)")
 	format := fs.String("format", formatText, "output format: text, hex or json")
 	typ := fs.String("type", "", "require this topic type (default: accept any)")
+	latest := fs.Bool("latest", false, "first print each publisher's newest message already in shared memory (default: only messages published after sub started)")
 	verbose := fs.BoolP("verbose", "v", false, "report on standard error when subscribed")
 	if err := c.parse(fs, args); err != nil {
 		return err
@@ -85,7 +86,7 @@ func runSub(c *cli, args []string) error {
 		return err
 	}
 	defer node.Close()
-	s, err := node.NewSubscriber(topic, &core.SubscriberOptions{Type: *typ})
+	s, err := node.NewSubscriber(topic, &core.SubscriberOptions{Type: *typ, OnlyNew: !*latest})
 	if err != nil {
 		return fmt.Errorf("subscribe to %q: %w", topic, err)
 	}
@@ -99,6 +100,11 @@ func runSub(c *cli, args []string) error {
 	for *count == 0 || n < *count {
 		m, err := s.Receive(ctx)
 		if err != nil {
+			if errors.Is(err, core.ErrTypeMismatch) || errors.Is(err, core.ErrChecksum) {
+				// Reported once per publisher or message; the rest flows.
+				fmt.Fprintf(c.stderr, "shmfs: sub: warning: %v\n", err)
+				continue
+			}
 			if ctx.Err() == nil {
 				return fmt.Errorf("receive: %w", err)
 			}
