@@ -67,19 +67,13 @@ func runInfo(c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *wait < 0 {
-		return usageErrorf("--wait %v is negative", *wait)
-	}
-	ctx, stop := signalContext()
-	defer stop()
-	node, err := c.openNode()
+	node, err := c.surveyNode(fs, wait)
 	if err != nil {
 		return err
 	}
 	defer node.Close()
-	if !fs.Changed("wait") {
-		*wait, _ = surveyDefaults(node.Config().Refresh)
-	}
+	ctx, stop := signalContext()
+	defer stop()
 	sv := surveyDomain(ctx, node, *wait, func(name string) bool { return name == topic })
 	if len(sv.topics) == 0 {
 		return fmt.Errorf("topic %q not found in domain %q (port %d) after %v; check --domain and --port, or 'shmfs ls'",

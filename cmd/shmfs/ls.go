@@ -57,19 +57,13 @@ func runLs(c *cli, args []string) error {
 	if fs.NArg() > 0 {
 		return usageErrorf("unexpected arguments %q (ls takes no TOPIC; see 'shmfs info TOPIC')", fs.Args())
 	}
-	if *wait < 0 {
-		return usageErrorf("--wait %v is negative", *wait)
-	}
-	ctx, stop := signalContext()
-	defer stop()
-	node, err := c.openNode()
+	node, err := c.surveyNode(fs, wait)
 	if err != nil {
 		return err
 	}
 	defer node.Close()
-	if !fs.Changed("wait") {
-		*wait, _ = surveyDefaults(node.Config().Refresh)
-	}
+	ctx, stop := signalContext()
+	defer stop()
 	sv := surveyDomain(ctx, node, *wait, nil)
 	var measured map[string]traffic
 	if *bw {

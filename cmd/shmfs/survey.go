@@ -8,6 +8,7 @@ import (
 	"github.com/shmfs/shmfs/core"
 	"github.com/shmfs/shmfs/internal/proc"
 	"github.com/shmfs/shmfs/internal/shmname"
+	"github.com/spf13/pflag"
 )
 
 // survey is what ls and info learn by watching a domain's registry: the
@@ -28,6 +29,22 @@ func surveyDefaults(refresh time.Duration) (wait, minSpan time.Duration) {
 		refresh = time.Second
 	}
 	return refresh + refresh/4, refresh / 2
+}
+
+// surveyNode joins the domain for ls and info, and gives --wait its
+// default (surveyDefaults) unless the user set it.
+func (c *cli) surveyNode(fs *pflag.FlagSet, wait *time.Duration) (*core.Node, error) {
+	if *wait < 0 {
+		return nil, usageErrorf("--wait %v is negative", *wait)
+	}
+	node, err := c.openNode()
+	if err != nil {
+		return nil, err
+	}
+	if !fs.Changed("wait") {
+		*wait, _ = surveyDefaults(node.Config().Refresh)
+	}
+	return node, nil
 }
 
 // surveyDomain polls node's registry for wait. It goes on for up to another
