@@ -47,12 +47,20 @@ func Unpack(w uint64) (pid int32, tag uint32) { return int32(uint32(w)), uint32(
 func (id Identity) String() string { return fmt.Sprintf("pid %d (start %d)", id.PID, id.StartTime) }
 
 // Alive reports whether the process named by id is running (not a zombie).
+// It answers false only when the process is known to be gone: no such PID,
+// another start time (PID reused), or a zombie. When /proc cannot be read
+// (too many open files, ...) the answer is true: every caller would
+// otherwise take over a live holder's lock or remove a live process's
+// objects.
 func (id Identity) Alive() bool {
 	if id.PID <= 0 {
 		return false
 	}
 	st, state, err := Stat(int(id.PID))
-	return err == nil && st == id.StartTime && !deadState(state)
+	if err != nil {
+		return !errors.Is(err, ErrNoProcess)
+	}
+	return st == id.StartTime && !deadState(state)
 }
 
 // AliveTag is Alive for an identity known only by PID and Tag.
@@ -61,7 +69,10 @@ func AliveTag(pid int32, tag uint32) bool {
 		return false
 	}
 	st, state, err := Stat(int(pid))
-	return err == nil && uint32(st) == tag && !deadState(state)
+	if err != nil {
+		return !errors.Is(err, ErrNoProcess)
+	}
+	return uint32(st) == tag && !deadState(state)
 }
 
 func deadState(s byte) bool { return s == 'Z' || s == 'X' || s == 'x' }

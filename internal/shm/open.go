@@ -54,6 +54,7 @@ func open(name string, kind Kind, o Options) (*Segment, error) {
 
 	// Another goroutine may have mapped the same file meanwhile: use its
 	// mapping so that the process keeps one per name.
+	// The look-up and the insert are one step under reg.mu.
 	reg.mu.Lock()
 	if other := lookup(name, o.ReadOnly, st.Dev, st.Ino); other != nil {
 		other.refs++
@@ -61,8 +62,8 @@ func open(name string, kind Kind, o Options) (*Segment, error) {
 		obj.release()
 		return &Segment{obj: other, ro: o.ReadOnly}, nil
 	}
+	registerLocked(obj)
 	reg.mu.Unlock()
-	register(obj)
 	return &Segment{obj: obj, ro: o.ReadOnly}, nil
 }
 

@@ -152,6 +152,11 @@ func lookup(name string, ro bool, dev, ino uint64) *object {
 func register(o *object) {
 	reg.mu.Lock()
 	defer reg.mu.Unlock()
+	registerLocked(o)
+}
+
+// registerLocked is register for a caller that holds reg.mu.
+func registerLocked(o *object) {
 	if reg.objs == nil {
 		reg.objs = make(map[regKey]*object)
 	}

@@ -39,6 +39,11 @@ type Info struct {
 
 	dev, ino   uint64
 	hasCreator bool // the creator fields were read from a valid header
+	// invalid: the file was read and is not a shmfs object (not a regular
+	// file, or a header that does not decode). Files that could not be
+	// opened or read (EMFILE, EACCES, ...) are not invalid: nothing is
+	// known of them, so Sweep leaves them alone.
+	invalid bool
 }
 
 // Stale is an object Sweep removed (or would remove, in a dry run).
@@ -108,6 +113,7 @@ func stat(name string, p shmname.Parsed) (Info, error) {
 	inf.dev, inf.ino = st.Dev, st.Ino
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		inf.Err = fmt.Errorf("%w: not a regular file", ErrCorrupt)
+		inf.invalid = true
 		return inf, nil
 	}
 	var b [HeaderSize]byte
@@ -120,6 +126,7 @@ func stat(name string, p shmname.Parsed) (Info, error) {
 	if err != nil {
 		inf.Err = err
 		if !errors.Is(err, ErrVersion) {
+			inf.invalid = true
 			return inf, nil
 		}
 		// A newer writer's header: its creator fields are still ours.
@@ -151,7 +158,7 @@ func Sweep(domain string, dryRun bool) ([]Stale, error) {
 		var reason string
 		switch {
 		case !inf.hasCreator:
-			if age := now.Sub(inf.ModTime); age > SweepGrace {
+			if age := now.Sub(inf.ModTime); inf.invalid && age > SweepGrace {
 				reason = fmt.Sprintf("unreadable header (%v), %v old", inf.Err, age.Round(time.Second))
 			}
 		case inf.Foreign || inf.Alive:
