@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -19,6 +20,15 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if !testutil.IsChild() {
+		// The godoc examples use the package-level API without a port:
+		// give them a private one, so that they cannot talk to another
+		// test run or a real shmfs on this host.
+		if c, err := net.ListenPacket("udp4", "127.0.0.1:0"); err == nil {
+			os.Setenv("SHMFS_PORT", strconv.Itoa(c.LocalAddr().(*net.UDPAddr).Port))
+			c.Close()
+		}
+	}
 	children := map[string]func([]string) int{
 		"sub":       childSub,
 		"pub":       childPub,
@@ -255,8 +265,6 @@ func TestSubscriberFirstThenShortLivedPublisher(t *testing.T) {
 	_, e := newConfig(t)
 	sub := testutil.StartChild(t, "watchpubs", e, "early")
 	sub.Expect(t, "publishers=0", 10*time.Second)
-	// Let the subscriber's registration go out before the publisher starts.
-	time.Sleep(300 * time.Millisecond)
 	pub := testutil.StartChild(t, "pub", e, "early", "3", "64", "1s")
 	if err := pub.Wait(t, 20*time.Second); err != nil {
 		t.Fatalf("publisher: %v\n%s", err, pub.Output())

@@ -176,7 +176,7 @@ func TestSigintEndsBlockedCat(t *testing.T) {
 		e.sh(`mkdir "$M/quiet"`, 5*time.Second)
 		c := e.start("cat", e.path("quiet", "data"))
 		e.waitSubscribers("quiet", 1)
-		time.Sleep(50 * time.Millisecond) // let cat block in read(2)
+		testutil.WaitBlockedInRead(t, c.cmd.Process.Pid, 5*time.Second)
 		_ = c.cmd.Process.Signal(syscall.SIGINT)
 		err := c.wait(t, 2*time.Second)
 		if st, ok := err.(interface{ Sys() any }); !ok || !st.Sys().(syscall.WaitStatus).Signaled() {

@@ -133,6 +133,9 @@ func (e *env) shErr(script string, timeout time.Duration) (string, error) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "sh", "-c", script)
 	cmd.Env = append(os.Environ(), append(e.vars, "M="+e.mp)...)
+	// The timeout must hold even if a grandchild keeps the output pipes
+	// open after sh was killed.
+	cmd.WaitDelay = time.Second
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

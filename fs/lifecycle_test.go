@@ -13,6 +13,7 @@ import (
 
 	"github.com/shmfs/shmfs/core"
 	"github.com/shmfs/shmfs/internal/testutil"
+	"golang.org/x/sys/unix"
 )
 
 var eventLine = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ([a-z-]+) (.*)$`)
@@ -194,12 +195,19 @@ func TestDaemonRestart(t *testing.T) {
 			domain, port := testutil.Domain(t), testutil.Port(t)
 			mp := t.TempDir()
 			e := &env{t: t, kind: kind, mp: mp, vars: []string{"SHMFS_DOMAIN=" + domain, fmt.Sprintf("SHMFS_PORT=%d", port)}}
+			// Registered after TempDir, so it runs before its removal: a
+			// test that fails half-way must not leave a (stale) mount.
+			t.Cleanup(func() {
+				if mounted(mp) {
+					_ = unix.Unmount(mp, unix.MNT_DETACH)
+				}
+			})
 
 			d := testutil.StartChild(t, "serve", e.vars, kind, mp)
 			d.Expect(t, "ready", 10*time.Second)
 			e.sh(`mkdir "$M/x"`, 5*time.Second)
 			rd := e.start("cat", e.path("x", "data"))
-			time.Sleep(100 * time.Millisecond) // let cat block in read(2)
+			testutil.WaitBlockedInRead(t, rd.cmd.Process.Pid, 5*time.Second)
 			_ = d.Cmd.Process.Signal(syscall.SIGTERM)
 			if err := rd.wait(t, 3*time.Second); err != nil {
 				t.Errorf("reader: %v", err)

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"hash/crc32"
 	"os"
+	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/shmfs/shmfs/internal/shm"
@@ -44,15 +46,26 @@ func TestReviewGrowthBetweenGoroutines(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			debug.SetPanicOnFault(true) // a fault on an unmapped view panics here
+			defer func() {
+				if r := recover(); r != nil {
+					t.Errorf("reader faulted on an old view: %v", r)
+				}
+			}()
 			var old [][]byte // views from before later growths
 			for {
 				select {
 				case <-done:
+					// Touch every old view: an unmapped one faults (a
+					// panic with SetPanicOnFault, set below), and the sum
+					// keeps the compiler from dropping the loads.
+					var sum byte
 					for _, v := range old {
 						if len(v) > 0 {
-							_ = v[len(v)-1] // faults if unmapped
+							sum += v[len(v)-1]
 						}
 					}
+					viewSink.Add(uint32(sum))
 					return
 				default:
 				}
@@ -136,3 +149,6 @@ func TestReviewOpenFailuresKeepNoDescriptors(t *testing.T) {
 		t.Fatalf("%d descriptors before, %d after", before, after)
 	}
 }
+
+// viewSink receives bytes read from old views so that the reads happen.
+var viewSink atomic.Uint32

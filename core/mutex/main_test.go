@@ -160,6 +160,9 @@ func childHammer(args []string) int {
 	}
 	fmt.Println("running")
 	for i := 0; ; i++ {
+		if i%256 == 0 {
+			fmt.Println("tick") // progress, for the parent
+		}
 		if i%4 == 0 {
 			if err := h.RLock(5 * time.Second); err != nil && !errors.Is(err, ErrOwnerDied) {
 				return fail("rlock: %v", err)

@@ -174,8 +174,17 @@ func TestKillAtRandomInstants(t *testing.T) {
 				t.Fatalf("round %d: child %d exited cleanly before the kill", round, i)
 			}
 		}
-		// The third one must still be running: it never timed out.
-		time.Sleep(50 * time.Millisecond)
+		// The third one must still make progress: drop the ticks it printed
+		// so far, then a new one must come well before its 5 s lock
+		// timeout could have passed.
+		for drained := false; !drained; {
+			select {
+			case <-kids[2].Lines():
+			default:
+				drained = true
+			}
+		}
+		kids[2].Expect(t, "tick", hangGuard)
 		if err := m.Lock(hangGuard); err != nil && !errors.Is(err, ErrOwnerDied) {
 			t.Fatalf("round %d: Lock: %v", round, err)
 		}

@@ -36,11 +36,24 @@ func TestWakeWakesWaiter(t *testing.T) {
 		}
 		done <- nil
 	}()
-	time.Sleep(10 * time.Millisecond)
-	atomic.StoreUint32(&w, 1)
-	if _, err := Wake(&w, 1); err != nil {
-		t.Fatal(err)
+	// Wake until it reports a woken waiter: then the goroutine was asleep
+	// in the kernel and Wake, not a value check, ended its Wait.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n, err := Wake(&w, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the waiter never slept on the futex")
+		}
+		time.Sleep(time.Millisecond)
 	}
+	atomic.StoreUint32(&w, 1)
+	Wake(&w, 1)
 	if err := <-done; err != nil {
 		t.Fatalf("waiter: %v", err)
 	}

@@ -1,0 +1,35 @@
+package testutil
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// readSyscall is the number of read(2) as /proc/PID/syscall shows it.
+var readSyscall = map[string]string{"amd64": "0", "arm64": "63", "386": "3", "arm": "3"}[runtime.GOARCH]
+
+// WaitBlockedInRead polls until process pid (a single-threaded program
+// such as cat) sleeps in read(2), so that a test acts on a blocked reader
+// instead of hoping a sleep was long enough. It fails the test after
+// timeout.
+func WaitBlockedInRead(t testing.TB, pid int, timeout time.Duration) {
+	t.Helper()
+	if readSyscall == "" {
+		t.Fatalf("WaitBlockedInRead: unknown read(2) number on %s", runtime.GOARCH)
+	}
+	CheckFor(t, timeout, time.Millisecond, func() error {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/syscall")
+		if err != nil {
+			return err
+		}
+		if f := strings.Fields(string(b)); len(f) == 0 || f[0] != readSyscall {
+			return fmt.Errorf("pid %d is not in read(2): /proc/%d/syscall = %q", pid, pid, strings.TrimSpace(string(b)))
+		}
+		return nil
+	})
+}
