@@ -2,6 +2,8 @@ package shm
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,7 +15,8 @@ import (
 
 const raceFill = 0xa5
 
-// childRace: args domain, rounds, start (unix ns), index. For each round it
+// childRace: args domain, rounds, go file, index. It prints "ready", waits
+// for the go file to hold the start time (unix ns), then for each round it
 // calls CreateOrOpen on shmfs_<domain>_<round>_race, child k starting k*4 ms
 // after the round's start so that later children arrive while the first one
 // is still initialising (Init takes >= 40 ms), checks that header and
@@ -23,8 +26,19 @@ func childRace(args []string) int {
 	a := testutil.ChildArgs(args)
 	domain := a[0]
 	rounds, _ := strconv.Atoi(a[1])
-	start, _ := strconv.ParseInt(a[2], 10, 64)
 	k, _ := strconv.Atoi(a[3])
+	fmt.Println("ready")
+	var start int64
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(time.Millisecond) {
+		if b, err := os.ReadFile(a[2]); err == nil && len(b) > 0 {
+			start, _ = strconv.ParseInt(string(b), 10, 64)
+			break
+		}
+		if time.Now().After(deadline) {
+			fmt.Println("0 torn: no start signal")
+			return 1
+		}
+	}
 	var segs []*Segment
 	for r := range rounds {
 		name := shmname.Object(domain, uint64(r+1), "race")
@@ -78,10 +92,22 @@ func childRace(args []string) int {
 func TestCreateOrOpenRace(t *testing.T) {
 	d := testutil.Domain(t)
 	const children, rounds = 8, 10
-	start := time.Now().Add(1500 * time.Millisecond).UnixNano()
+	goFile := filepath.Join(t.TempDir(), "go")
 	var cs []*testutil.Child
 	for k := range children {
-		cs = append(cs, testutil.StartChild(t, "race", nil, d, strconv.Itoa(rounds), strconv.FormatInt(start, 10), strconv.Itoa(k)))
+		cs = append(cs, testutil.StartChild(t, "race", nil, d, strconv.Itoa(rounds), goFile, strconv.Itoa(k)))
+	}
+	// Start the rounds only once every child runs, so that they really
+	// race however slowly the machine started them.
+	for _, c := range cs {
+		c.Expect(t, "ready", 30*time.Second)
+	}
+	start := time.Now().Add(50 * time.Millisecond).UnixNano()
+	if err := os.WriteFile(goFile+".tmp", []byte(strconv.FormatInt(start, 10)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(goFile+".tmp", goFile); err != nil {
+		t.Fatal(err)
 	}
 	created := make([]int, rounds)
 	for _, c := range cs {
