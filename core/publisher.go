@@ -258,7 +258,9 @@ func (p *Publisher) send(ctx context.Context, id int64, size int, data []byte, f
 // when fill panics: a cross-process lock left held by a live process would
 // stall every reader and the next Send until their timeouts.
 func (p *Publisher) writeLocked(b *buffer, timeout time.Duration, id int64, size int, data []byte, fill func([]byte) error) (clock uint64, err error) {
-	if err := b.mtx.Lock(timeout); err != nil && !errors.Is(err, mutex.ErrOwnerDied) {
+	// ErrOwnerDied (the last writer died mid-message: we rewrite it whole)
+	// and ErrReaderDied (a reader died holding it) leave the lock held.
+	if err := b.mtx.Lock(timeout); err != nil && !errors.Is(err, mutex.ErrOwnerDied) && !errors.Is(err, mutex.ErrReaderDied) {
 		if errors.Is(err, mutex.ErrTimeout) {
 			return 0, fmt.Errorf("%w: %s: %w", ErrLockTimeout, b.name, err)
 		}

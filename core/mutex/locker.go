@@ -137,13 +137,18 @@ func (l *locker) lock(timeout time.Duration) error {
 			return err
 		}
 	}
+	reaped := false
 	if atomic.LoadUint64(l.r.readers) != 0 {
-		if err := l.drain(&wt); err != nil {
+		var err error
+		if reaped, err = l.drain(&wt); err != nil {
 			l.releaseW()
 			return err
 		}
 	}
-	return l.acquired()
+	if err := l.acquired(); err != nil || !reaped {
+		return err
+	}
+	return ErrReaderDied
 }
 
 // yieldTurn lets readers woken by the last Unlock take their slots first
@@ -217,22 +222,24 @@ func (l *locker) sleepW(w uint64, d time.Duration) error {
 // drain waits, holding W, until no slot announces a shared holder. It sets
 // dSleepers before its last look at the readers word; a releasing reader
 // clears its bit before it looks at D (Dekker: Go atomics are sequentially
-// consistent, so one of the two sees the other).
-func (l *locker) drain(wt *waiter) error {
+// consistent, so one of the two sees the other). It reports whether it
+// removed a dead shared holder on the way.
+func (l *locker) drain(wt *waiter) (reaped bool, err error) {
 	for {
 		d := atomic.LoadUint32(l.r.d)
 		if atomic.LoadUint64(l.r.readers) == 0 {
-			return nil
+			return reaped, nil
 		}
 		if l.closing() {
-			return ErrClosed
+			return reaped, ErrClosed
 		}
 		check, expired := wt.tick()
 		if check && l.reap(atomic.LoadUint64(l.r.readers)) {
+			reaped = true
 			continue
 		}
 		if expired {
-			return ErrTimeout
+			return reaped, ErrTimeout
 		}
 		if d&dSleepers == 0 {
 			if !atomic.CompareAndSwapUint32(l.r.d, d, d|dSleepers) {
@@ -240,11 +247,11 @@ func (l *locker) drain(wt *waiter) error {
 			}
 			d |= dSleepers
 			if atomic.LoadUint64(l.r.readers) == 0 {
-				return nil
+				return reaped, nil
 			}
 		}
 		if err := wait(l.r.d, d, wt.sleep()); err != nil {
-			return err
+			return reaped, err
 		}
 	}
 }
@@ -358,14 +365,18 @@ func (l *locker) tryLock() (bool, error) {
 	} else if !atomic.CompareAndSwapUint64(l.r.w, unlocked, l.me) {
 		return false, nil
 	}
+	reaped := false
 	if rd := atomic.LoadUint64(l.r.readers); rd != 0 {
-		l.reap(rd)
+		reaped = l.reap(rd)
 		if atomic.LoadUint64(l.r.readers) != 0 {
 			l.releaseW()
 			return false, nil
 		}
 	}
-	return true, l.acquired()
+	if err := l.acquired(); err != nil || !reaped {
+		return true, err
+	}
+	return true, ErrReaderDied
 }
 
 // rlock takes the lock shared: it claims a free slot (CAS 0 -> me), sets

@@ -172,7 +172,7 @@ func childHammer(args []string) int {
 			}
 			continue
 		}
-		if err := h.Lock(5 * time.Second); err != nil && !errors.Is(err, ErrOwnerDied) {
+		if err := h.Lock(5 * time.Second); err != nil && !errors.Is(err, ErrOwnerDied) && !errors.Is(err, ErrReaderDied) {
 			return fail("lock: %v", err)
 		}
 		if err := h.Unlock(); err != nil {

@@ -131,8 +131,17 @@ func TestReaderDiesHoldingLock(t *testing.T) {
 	}
 	took, err := killDuring(t, c, func() error { return h.Lock(10 * time.Second) })
 	t.Logf("reader died: Lock returned %v %v after the kill", err, took)
-	if err != nil {
-		t.Fatalf("Lock after a reader died = %v, want nil (a reader writes nothing)", err)
+	// The lock is held and the caller learns that the previous (shared)
+	// owner died; it is not ErrOwnerDied: a reader writes nothing.
+	if !errors.Is(err, ErrReaderDied) || errors.Is(err, ErrOwnerDied) {
+		t.Fatalf("Lock after a reader died = %v, want ErrReaderDied", err)
+	}
+	if err := h.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	// Once reported, the death is history: the next Lock is clean.
+	if err := h.Lock(hangGuard); err != nil {
+		t.Fatalf("Lock after the reader's death was reported = %v, want nil", err)
 	}
 	if err := h.Unlock(); err != nil {
 		t.Fatal(err)
