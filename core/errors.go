@@ -7,7 +7,8 @@ import "errors"
 var (
 	// ErrClosed: the publisher, subscriber or node was closed.
 	ErrClosed = errors.New("shmfs: closed")
-	// ErrInvalidTopic: the topic name is empty, too long, or contains '/' or NUL.
+	// ErrInvalidTopic: the topic name is empty, longer than 255 bytes, "."
+	// or "..", not UTF-8, or contains '/', NUL or a control character.
 	ErrInvalidTopic = errors.New("shmfs: invalid topic name")
 	// ErrInvalidOption: an option value is out of range.
 	ErrInvalidOption = errors.New("shmfs: invalid option")

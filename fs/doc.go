@@ -9,5 +9,5 @@
 //	events  a blocking stream of lines, one per thing that happens on the topic
 //
 // Mount serves the filesystem until its context is cancelled or Unmount is
-// called; see docs/.drafts/fs.md for the semantics.
+// called; see docs/fs.md for the semantics.
 package fs

@@ -12,8 +12,9 @@ var cleanCommand = &command{
 	name:  "clean",
 	short: "remove shared memory left by crashed processes",
 	long: `Removes the shmfs objects in /dev/shm whose creating process is dead (killed
-or crashed before it could clean up), and temporary objects whose header
-cannot be read and that are older than 10 seconds. An object whose creator is
+or crashed before it could clean up), and objects that were read and are not
+valid shmfs objects (e.g. a creation that died half-way) once they are older
+than 10 seconds. An object whose creator is
 alive is never touched, nor one created in another PID namespace (another
 container sharing /dev/shm), whose creator cannot be judged from here.
 

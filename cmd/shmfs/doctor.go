@@ -155,14 +155,14 @@ func checkDevShm(dir string) finding {
 	case unix.Access(dir, unix.W_OK) != nil:
 		f.status, f.detail = statusFail, "not writable by this user"
 		f.fix = "make it world-writable with the sticky bit: chmod 1777 " + dir
-	case sfs.Type != unix.TMPFS_MAGIC:
-		f.status = statusWarn
-		f.detail += fmt.Sprintf("; not a tmpfs (type %#x): shared memory may be written to disk", sfs.Type)
-		f.fix = "mount a tmpfs there: mount -t tmpfs -o size=1G,mode=1777 tmpfs " + dir
 	case free < shmMinFree:
 		f.status = statusFail
 		f.detail += ": almost full (a publisher cannot create or grow its memory files)"
 		f.fix = "remove stale objects: shmfs clean --all-domains\n" + resize
+	case sfs.Type != unix.TMPFS_MAGIC:
+		f.status = statusWarn
+		f.detail += fmt.Sprintf("; not a tmpfs (type %#x): shared memory may be written to disk", sfs.Type)
+		f.fix = "mount a tmpfs there: mount -t tmpfs -o size=1G,mode=1777 tmpfs " + dir
 	case total < shmSmallTotal:
 		f.status = statusWarn
 		f.detail += ": small for large messages (a publisher needs about 1.5x its largest message per buffer)"

@@ -23,8 +23,8 @@ package memfile
 //	144     8 i64   id: user id of the message
 //	152     8 u64   clock: per-publisher message counter (0 = none)
 //	160     8 i64   time: send time, unix ns
-//	168     8 u64   hash: payload hash (0 = not computed)
-//	176     4 u32   options: bit0 zero-copy, bit1 ack requested
+//	168     8 u64   hash: CRC-32C of the payload if options bit2, else 0
+//	176     4 u32   options: bit0 zero-copy (unused), bit1 ack requested, bit2 checksum
 //	180     4 u32   ack_timeout_ms
 //	184     8 u64   publisher entity id
 //	192    64       reserved for later message header fields (0)

@@ -19,7 +19,7 @@ type Stats struct {
 	IgnoredDomain uint64 // samples of other domains
 	IgnoredKind   uint64 // samples of unknown kinds (newer peers)
 	Stale         uint64 // samples older (by Seq) than the known state
-	DroppedFull   uint64 // new entities beyond MaxEntities
+	DroppedFull   uint64 // new or growing entities beyond MaxEntities or MaxRegistryBytes
 	DroppedDead   uint64 // new entities of a local process that is already dead
 
 	Unregistered uint64 // entities removed by FlagUnregister
