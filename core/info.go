@@ -1,25 +1,19 @@
 package core
 
-import "time"
+import (
+	"time"
 
-// EntityKind tells a publisher from a subscriber.
-type EntityKind uint8
+	"github.com/shmfs/shmfs/core/registration"
+)
+
+// EntityKind tells a publisher from a subscriber (registration's kind).
+type EntityKind = registration.Kind
 
 // Entity kinds.
 const (
-	KindPublisher  EntityKind = 1
-	KindSubscriber EntityKind = 2
+	KindPublisher  = registration.KindPublisher
+	KindSubscriber = registration.KindSubscriber
 )
-
-func (k EntityKind) String() string {
-	switch k {
-	case KindPublisher:
-		return "publisher"
-	case KindSubscriber:
-		return "subscriber"
-	}
-	return "unknown"
-}
 
 // EntityInfo is what registration knows about one publisher or subscriber,
 // in this process or another.
@@ -50,27 +44,15 @@ type TopicInfo struct {
 	Subscribers []EntityInfo
 }
 
-// ChangeKind says what happened to an entity.
-type ChangeKind uint8
+// ChangeKind says what happened to an entity (registration's kind).
+type ChangeKind = registration.ChangeKind
 
 // Change kinds.
 const (
-	Added   ChangeKind = 1
-	Updated ChangeKind = 2
-	Removed ChangeKind = 3
+	Added   = registration.Added
+	Updated = registration.Updated
+	Removed = registration.Removed
 )
-
-func (k ChangeKind) String() string {
-	switch k {
-	case Added:
-		return "added"
-	case Updated:
-		return "updated"
-	case Removed:
-		return "removed"
-	}
-	return "unknown"
-}
 
 // Change is one entry of a Node's change stream.
 type Change struct {

@@ -335,27 +335,32 @@ func sameFiles(a, b []string) bool {
 // do not modify it.
 func (n *Node) subscribersOf(topic string) []*Subscriber {
 	n.mu.Lock()
-	l := n.subLists[topic]
+	l := n.subListLocked(topic)
 	n.mu.Unlock()
-	if l == nil {
-		return nil
-	}
 	return *l.Load()
+}
+
+// subListLocked returns topic's lock-free subscriber list, creating it
+// empty. Lists are never removed, so an observer keeps its topic's pointer
+// and reads it per message without n.mu. Caller holds n.mu.
+func (n *Node) subListLocked(topic string) *atomic.Pointer[[]*Subscriber] {
+	l := n.subLists[topic]
+	if l == nil {
+		l = new(atomic.Pointer[[]*Subscriber])
+		l.Store(&[]*Subscriber{})
+		n.subLists[topic] = l
+	}
+	return l
 }
 
 // subscribersChanged rebuilds the lock-free list of topic's subscribers.
 // Caller holds n.mu.
 func (n *Node) subscribersChanged(topic string) {
-	l := n.subLists[topic]
-	if l == nil {
-		l = new(atomic.Pointer[[]*Subscriber])
-		n.subLists[topic] = l
-	}
 	list := make([]*Subscriber, 0, len(n.subs[topic]))
 	for s := range n.subs[topic] {
 		list = append(list, s)
 	}
-	l.Store(&list)
+	n.subListLocked(topic).Store(&list)
 }
 
 // remotesOf returns the remote publishers of topic currently observed.
@@ -430,12 +435,8 @@ func addEntity(ti *TopicInfo, e registration.Entity) {
 }
 
 func entityInfo(e registration.Entity) EntityInfo {
-	k := KindSubscriber
-	if e.Kind == registration.KindPublisher {
-		k = KindPublisher
-	}
 	return EntityInfo{
-		ID: e.ID, Kind: k, Topic: e.Topic, Type: e.Type, Encoding: e.Encoding,
+		ID: e.ID, Kind: e.Kind, Topic: e.Topic, Type: e.Type, Encoding: e.Encoding,
 		PID: e.PID, Instance: e.Instance, Process: e.ProcessName, Host: e.HostName,
 		Local: e.Local, MemFiles: append([]string(nil), e.MemFiles...),
 		BufferCount: int(e.BufferCount), Sent: e.Sent, Dropped: e.Dropped,
@@ -461,7 +462,7 @@ func (n *Node) Watch(buffer int) (<-chan Change, func()) {
 				if !ok {
 					return
 				}
-				ch := Change{Kind: ChangeKind(c.Kind), Entity: entityInfo(c.Entity)}
+				ch := Change{Kind: c.Kind, Entity: entityInfo(c.Entity)}
 				select {
 				case out <- ch:
 				default: // reader too slow: drop, as documented

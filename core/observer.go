@@ -25,6 +25,9 @@ type remotePub struct {
 	typ   string
 	files []string
 	who   proc.Identity
+	// subs is the topic's subscriber list in this process (Node.subLists),
+	// read per message without Node.mu.
+	subs *atomic.Pointer[[]*Subscriber]
 
 	// lastClock is the newest clock handed to the copy subscribers; it
 	// orders messages across the publisher's buffers.
@@ -41,11 +44,13 @@ type remotePub struct {
 	obs  []*observer
 }
 
+// newRemotePub is called with n.mu held.
 func newRemotePub(n *Node, e registration.Entity) *remotePub {
 	r := &remotePub{
 		node: n, topic: e.Topic, id: e.ID, typ: e.Type,
 		files: append([]string(nil), e.MemFiles...),
 		who:   proc.Identity{PID: e.PID, StartTime: e.StartTime},
+		subs:  n.subListLocked(e.Topic),
 		stop:  make(chan struct{}),
 	}
 	for i, f := range r.files {
@@ -294,7 +299,7 @@ const lockTimeout = 2 * time.Second
 // Zero-copy subscribers are only signalled: they read, filter and count for
 // themselves (tryZeroCopy).
 func (o *observer) poll(initial bool) bool {
-	subs := o.rp.node.subscribersOf(o.rp.topic)
+	subs := *o.rp.subs.Load()
 	// deliverMu makes "is this the publisher's newest clock?" and the
 	// queueing one step, so that the observers of a publisher's buffers
 	// cannot overtake each other.
