@@ -11,18 +11,22 @@ import (
 // A publisher sends on a topic; every subscriber of the topic, in this
 // process or another on the same host, receives each message.
 func ExamplePublisher() {
-	cfg := core.Config{Domain: "example-pub"} // processes of one domain see each other
-	sub, err := core.NewSubscriber("greetings", &core.SubscriberOptions{Config: cfg})
+	node, err := core.OpenNode(core.Config{Domain: "example-pub"}) // processes of one domain see each other
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer node.Close()
+	sub, err := node.NewSubscriber("greetings", nil)
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	defer sub.Close()
 
-	pub, err := core.NewPublisher("greetings", &core.PublisherOptions{
-		Config:     cfg,
+	pub, err := node.NewPublisher("greetings", &core.PublisherOptions{
 		Type:       "text",
-		AckTimeout: time.Second, // wait until every subscriber has taken each message
+		AckTimeout: time.Second, // never overwrite what a subscriber has not taken
 	})
 	if err != nil {
 		fmt.Println(err)
@@ -48,14 +52,19 @@ func ExamplePublisher() {
 // A zero-copy subscriber reads each payload in place in shared memory; the
 // view is valid only inside the callback.
 func ExampleSubscriber_ReceiveFunc() {
-	cfg := core.Config{Domain: "example-zc"}
-	sub, err := core.NewSubscriber("frames", &core.SubscriberOptions{Config: cfg, ZeroCopy: true})
+	node, err := core.OpenNode(core.Config{Domain: "example-zc"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer node.Close()
+	sub, err := node.NewSubscriber("frames", &core.SubscriberOptions{ZeroCopy: true})
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	defer sub.Close()
-	pub, err := core.NewPublisher("frames", &core.PublisherOptions{Config: cfg})
+	pub, err := node.NewPublisher("frames", nil)
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -18,18 +18,20 @@ const (
 // EntityInfo is what registration knows about one publisher or subscriber,
 // in this process or another.
 type EntityInfo struct {
-	ID          uint64
-	Kind        EntityKind
-	Topic       string
-	Type        string
-	Encoding    string
-	PID         int32
-	Instance    uint64
-	Process     string
-	Host        string
-	Local       bool // on this machine
-	MemFiles    []string
-	BufferCount int
+	ID       uint64
+	Kind     EntityKind
+	Topic    string
+	Type     string
+	Encoding string
+	PID      int32
+	Instance uint64
+	Process  string
+	Host     string
+	Local    bool // on this machine
+	MemFiles []string
+	// Origin says where a forwarded publisher's messages come from (set by
+	// bridges and gateways); empty for one of this host.
+	Origin      string
 	Sent        uint64
 	Dropped     uint64
 	AckTimeouts uint64

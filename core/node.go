@@ -1,11 +1,11 @@
 package core
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/shmfs/shmfs/core/registration"
@@ -14,9 +14,11 @@ import (
 )
 
 // Node is one process's membership in a domain: the registration agent, and
-// the publishers, subscribers and memory-file observers of this process.
+// the publishers and subscribers of this process. It is the one way to
+// create them: open a node, then call its NewPublisher and NewSubscriber.
 // OpenNode returns the same Node (reference counted) for the same domain and
-// port, so that all users in a process share mappings and observers.
+// port, so that all users in a process share one agent and one mapping per
+// memory file.
 type Node struct {
 	cfg   Config
 	agent *registration.Agent
@@ -29,16 +31,9 @@ type Node struct {
 	mu sync.Mutex
 	// pubs are this process's publishers, by entity id.
 	pubs map[uint64]*Publisher
-	// subs are this process's subscribers, by topic.
-	subs map[string]map[*Subscriber]struct{}
-	// subLists mirror subs as slices that observers read without locks or
-	// allocation; replaced whenever subs changes.
-	subLists map[string]*atomic.Pointer[[]*Subscriber]
-	// epoch counts subscribers created; see observer.baseEpoch.
-	epoch atomic.Uint64
-	// remotes are the publishers (of any process, this one included) that
-	// local subscribers read from, by entity id.
-	remotes map[uint64]*remotePub
+	// readers are this process's subscriber sides, by topic: one per topic
+	// with subscribers.
+	readers map[string]*topicReader
 	closed  bool
 }
 
@@ -48,7 +43,10 @@ var (
 )
 
 // OpenNode joins the domain of cfg. Close it when done; the last Close of a
-// domain's Node stops its registration and releases its shared memory.
+// domain's Node stops its registration and closes what is still open on it.
+// A node of the same domain and port already open in this process is
+// shared; if cfg asks for other settings (refresh, timeout, network) than
+// it has, OpenNode fails with ErrInvalidOption.
 func OpenNode(cfg Config) (*Node, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -59,21 +57,22 @@ func OpenNode(cfg Config) (*Node, error) {
 	nodesMu.Lock()
 	defer nodesMu.Unlock()
 	if n := nodes[key]; n != nil {
+		if err := n.compatible(cfg); err != nil {
+			return nil, err
+		}
 		n.refs++
 		return n, nil
 	}
 	n := &Node{
 		key: key, refs: 1,
-		stop:     make(chan struct{}),
-		pubs:     map[uint64]*Publisher{},
-		subs:     map[string]map[*Subscriber]struct{}{},
-		subLists: map[string]*atomic.Pointer[[]*Subscriber]{},
-		remotes:  map[uint64]*remotePub{},
+		stop:    make(chan struct{}),
+		pubs:    map[uint64]*Publisher{},
+		readers: map[string]*topicReader{},
 	}
 	rc.BeforeAnnounce = n.announceCounters
 	agent, err := registration.NewAgent(rc)
 	if err != nil {
-		return nil, fmt.Errorf("shmfs: start registration for domain %q: %w", cfg.Domain, err)
+		return nil, fmt.Errorf("%w: domain %q port %d: %w", ErrRegistration, cfg.Domain, rc.Port, err)
 	}
 	cfg.Port, cfg.Refresh, cfg.Timeout = rc.Port, rc.Refresh, rc.Timeout
 	n.cfg, n.agent = cfg, agent
@@ -87,22 +86,15 @@ func OpenNode(cfg Config) (*Node, error) {
 	return n, nil
 }
 
-// withOwnNode opens a Node for cfg and creates an entity on it that closes
-// the node when it closes itself (own marks it so); the package-level
-// NewPublisher and NewSubscriber use it.
-func withOwnNode[T any](cfg Config, create func(*Node) (T, error), own func(T)) (T, error) {
-	var zero T
-	n, err := OpenNode(cfg)
-	if err != nil {
-		return zero, err
+// compatible checks that the shared node n serves cfg (defaults applied).
+func (n *Node) compatible(cfg Config) error {
+	h := n.cfg
+	if (cfg.Refresh != 0 && cfg.Refresh != h.Refresh) || (cfg.Timeout != 0 && cfg.Timeout != h.Timeout) ||
+		cfg.Network != h.Network || cfg.Group != h.Group || (cfg.TTL != 0 && cfg.TTL != h.TTL) || cfg.Interface != h.Interface {
+		return fmt.Errorf("%w: domain %q port %d is already open in this process with other settings (%+v, asked for %+v)",
+			ErrInvalidOption, h.Domain, h.Port, h, cfg)
 	}
-	v, err := create(n)
-	if err != nil {
-		n.Close()
-		return zero, err
-	}
-	own(v)
-	return v, nil
+	return nil
 }
 
 func (c Config) registration() registration.Config {
@@ -153,37 +145,26 @@ func (n *Node) Close() error {
 		pubs = append(pubs, p)
 	}
 	var subs []*Subscriber
-	for _, m := range n.subs {
-		for s := range m {
+	for _, t := range n.readers {
+		for _, s := range *t.subList.Load() {
 			subs = append(subs, s)
 		}
 	}
 	n.mu.Unlock()
 	for _, p := range pubs {
-		p.close(false)
+		_ = p.close()
 	}
 	for _, s := range subs {
-		s.close(false)
+		s.close()
 	}
 	close(n.stop)
 	n.wg.Wait()
-	n.mu.Lock()
-	remotes := make([]*remotePub, 0, len(n.remotes))
-	for id, r := range n.remotes {
-		remotes = append(remotes, r)
-		delete(n.remotes, id)
-	}
-	n.mu.Unlock()
-	// Outside n.mu: observers that are stopping take it.
-	for _, r := range remotes {
-		r.close(false)
-	}
 	return n.agent.Close()
 }
 
-// run follows registration: it connects publishers to new subscriber
-// processes and attaches observers to new publishers' memory files. A
-// periodic pass repairs anything a dropped change notification missed.
+// run follows registration: it links publishers to new subscriber
+// processes and connects subscribers to new publishers. A periodic pass
+// repairs anything a dropped change notification missed.
 func (n *Node) run(changes <-chan registration.Change, cancel func()) {
 	defer n.wg.Done()
 	defer cancel()
@@ -207,7 +188,7 @@ func (n *Node) run(changes <-chan registration.Change, cancel func()) {
 func (n *Node) reconcileAll() {
 	n.mu.Lock()
 	topics := map[string]bool{}
-	for t := range n.subs {
+	for t := range n.readers {
 		topics[t] = true
 	}
 	for _, p := range n.pubs {
@@ -233,10 +214,33 @@ func (n *Node) announceCounters() {
 	}
 }
 
-// reconcile brings this process's connections for topic in line with what
-// registration knows. It is idempotent.
+// discover waits, when the node is young, until since+wait: long enough for
+// the running processes to answer a registration query sent at since. A
+// node that has listened for a whole refresh period knows them already.
+func (n *Node) discover(ctx context.Context, since time.Time, wait time.Duration) error {
+	if wait <= 0 || since.Sub(n.agent.Started()) >= n.cfg.Refresh {
+		return nil
+	}
+	return sleepCtx(ctx, time.Until(since.Add(wait)))
+}
+
+// subscriberProcs returns the local subscriber processes of topic, one
+// entity per process instance.
+func (n *Node) subscriberProcs(topic string) map[uint64]registration.Entity {
+	want := map[uint64]registration.Entity{}
+	for _, e := range n.agent.Topic(topic) {
+		if e.Kind == registration.KindSubscriber && e.Local && len(e.MemFiles) > 0 {
+			if _, ok := want[e.Instance]; !ok {
+				want[e.Instance] = e
+			}
+		}
+	}
+	return want
+}
+
+// reconcile brings this process's links for topic in line with what
+// registration knows and shared memory confirms. It is idempotent.
 func (n *Node) reconcile(topic string) {
-	entities := n.agent.Topic(topic)
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
@@ -248,132 +252,75 @@ func (n *Node) reconcile(topic string) {
 			pubs = append(pubs, p)
 		}
 	}
-	hasSubs := len(n.subs[topic]) > 0
+	t := n.readers[topic]
 	n.mu.Unlock()
 
-	// Publisher side: one connection per subscriber process.
 	if len(pubs) > 0 {
-		want := map[uint64]registration.Entity{}
-		for _, e := range entities {
-			if e.Kind == registration.KindSubscriber && e.Local {
-				want[e.Instance] = e
-			}
-		}
+		want := n.subscriberProcs(topic)
 		for _, p := range pubs {
-			p.syncConnections(want)
+			p.syncProcs(want)
 		}
 	}
-
-	// Subscriber side: one remotePub (observers of its memory files) per
-	// local publisher of the topic, while this process has subscribers.
-	live := map[uint64]registration.Entity{}
-	if hasSubs {
-		for _, e := range entities {
+	if t != nil {
+		want := map[uint64]registration.Entity{}
+		for _, e := range n.agent.Topic(topic) {
 			if e.Kind == registration.KindPublisher && e.Local && len(e.MemFiles) > 0 {
-				live[e.ID] = e
+				want[e.ID] = e
 			}
 		}
+		t.sync(want)
 	}
-	registered := map[uint64]bool{}
-	for _, e := range entities {
-		if e.Kind == registration.KindPublisher {
-			registered[e.ID] = true
-		}
-	}
+}
+
+func (n *Node) addPublisher(p *Publisher) error {
 	n.mu.Lock()
-	if n.closed { // Close ran meanwhile: start nothing
+	defer n.mu.Unlock()
+	if n.closed {
+		return ErrClosed
+	}
+	n.pubs[p.id] = p
+	return nil
+}
+
+func (n *Node) removePublisher(p *Publisher) {
+	n.mu.Lock()
+	delete(n.pubs, p.id)
+	n.mu.Unlock()
+}
+
+// addSubscriber registers s with its topic's reader (created for a first
+// subscriber).
+func (n *Node) addSubscriber(s *Subscriber) (*topicReader, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return nil, ErrClosed
+	}
+	t, err := n.readerLocked(s.topic)
+	if err != nil {
+		return nil, err
+	}
+	t.addSubscriber(s)
+	return t, nil
+}
+
+// removeSubscriber takes s out of its topic's reader; the reader of a topic
+// without subscribers closes (its feeds, acks and bell go).
+func (n *Node) removeSubscriber(s *Subscriber) {
+	n.mu.Lock()
+	t := n.readers[s.topic]
+	if t == nil || t != s.t {
 		n.mu.Unlock()
 		return
 	}
-	var closing []*remotePub
-	for id, r := range n.remotes {
-		if r.topic != topic {
-			continue
-		}
-		if e, ok := live[id]; !ok || !sameFiles(e.MemFiles, r.files) {
-			closing = append(closing, r)
-			delete(n.remotes, id)
-		}
-	}
-	var added []*remotePub
-	for id, e := range live {
-		if _, ok := n.remotes[id]; ok {
-			continue
-		}
-		r := newRemotePub(n, e)
-		n.remotes[id] = r
-		added = append(added, r)
+	empty := t.removeSubscriber(s)
+	if empty {
+		delete(n.readers, s.topic)
 	}
 	n.mu.Unlock()
-	for _, r := range closing {
-		r.close(!registered[r.id])
+	if empty {
+		t.close()
 	}
-	for _, r := range added {
-		r.start()
-		for _, s := range n.subscribersOf(topic) {
-			if s.opts.Type != "" && s.opts.Type != r.typ {
-				s.report(fmt.Errorf("%w: publisher of topic %q (pid %d) has type %q, subscriber wants %q; its messages are ignored",
-					ErrTypeMismatch, topic, r.who.PID, r.typ, s.opts.Type))
-			}
-		}
-	}
-}
-
-func sameFiles(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// subscribersOf returns the local subscribers of topic. The slice is shared:
-// do not modify it.
-func (n *Node) subscribersOf(topic string) []*Subscriber {
-	n.mu.Lock()
-	l := n.subListLocked(topic)
-	n.mu.Unlock()
-	return *l.Load()
-}
-
-// subListLocked returns topic's lock-free subscriber list, creating it
-// empty. Lists are never removed, so an observer keeps its topic's pointer
-// and reads it per message without n.mu. Caller holds n.mu.
-func (n *Node) subListLocked(topic string) *atomic.Pointer[[]*Subscriber] {
-	l := n.subLists[topic]
-	if l == nil {
-		l = new(atomic.Pointer[[]*Subscriber])
-		l.Store(&[]*Subscriber{})
-		n.subLists[topic] = l
-	}
-	return l
-}
-
-// subscribersChanged rebuilds the lock-free list of topic's subscribers.
-// Caller holds n.mu.
-func (n *Node) subscribersChanged(topic string) {
-	list := make([]*Subscriber, 0, len(n.subs[topic]))
-	for s := range n.subs[topic] {
-		list = append(list, s)
-	}
-	n.subListLocked(topic).Store(&list)
-}
-
-// remotesOf returns the remote publishers of topic currently observed.
-func (n *Node) remotesOf(topic string) []*remotePub {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	var out []*remotePub
-	for _, r := range n.remotes {
-		if r.topic == topic {
-			out = append(out, r)
-		}
-	}
-	return out
 }
 
 // Topics returns every topic known in the domain, local and discovered,
@@ -439,7 +386,7 @@ func entityInfo(e registration.Entity) EntityInfo {
 		ID: e.ID, Kind: e.Kind, Topic: e.Topic, Type: e.Type, Encoding: e.Encoding,
 		PID: e.PID, Instance: e.Instance, Process: e.ProcessName, Host: e.HostName,
 		Local: e.Local, MemFiles: append([]string(nil), e.MemFiles...),
-		BufferCount: int(e.BufferCount), Sent: e.Sent, Dropped: e.Dropped,
+		Origin: e.Origin, Sent: e.Sent, Dropped: e.Dropped,
 		AckTimeouts: e.AckTimeouts, LastSeen: e.LastSeen,
 	}
 }

@@ -5,7 +5,9 @@ import (
 	"os"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
+	"github.com/shmfs/shmfs/core/memfile"
 	"github.com/shmfs/shmfs/internal/shmname"
 )
 
@@ -56,37 +58,44 @@ func (c Config) withDefaults() (Config, error) {
 
 // Defaults of PublisherOptions.
 const (
-	DefaultBufferCount    = 1
-	DefaultMinSize        = 4096
-	DefaultReserve        = 50
-	DefaultMaxMessageSize = 64 << 20
+	DefaultWindow         = memfile.DefaultSlots
+	DefaultMinSize        = memfile.DefaultMinSize
+	DefaultMaxBuffer      = memfile.DefaultMaxBuffer
+	DefaultReserve        = memfile.DefaultReserve
+	DefaultMaxMessageSize = memfile.DefaultMaxMessage
 	DefaultConnectTimeout = time.Second
 	DefaultDiscoveryWait  = 100 * time.Millisecond
-	DefaultLockTimeout    = 5 * time.Second
-	DefaultQueueSize      = 64
 )
 
 // PublisherOptions configure a Publisher. The zero value (or nil) gives the
 // documented defaults.
 type PublisherOptions struct {
-	// Config selects the domain (used by the package-level NewPublisher only;
-	// Node.NewPublisher uses the node's).
-	Config Config
 	// Type is the topic type/encoding string, e.g. "raw", "text",
-	// "protobuf:pkg.Msg". Default "raw". Subscribers asking for another type
-	// get ErrTypeMismatch.
+	// "protobuf:pkg.Msg". Default "raw". Publishers and subscribers asking
+	// for another type get ErrTypeMismatch.
 	Type string
-	// BufferCount is the number of memory files written round robin
-	// (default 1). With 2 or more, a Send proceeds while readers still hold
-	// the previous buffer.
-	BufferCount int
-	// MinSize is the minimum payload capacity of a memory file (default 4096).
+	// Window is the number of messages the memory file holds, a power of
+	// two (default 256). In ack mode it is how far the slowest subscriber
+	// process may fall behind before Send waits (back-pressure, like a
+	// socket's buffer); 1 is eCAL's handshake (every Send waits for the
+	// acknowledgement of its message). Without acks it is how far a
+	// subscriber may fall behind before it loses messages.
+	Window int
+	// MinSize is the initial size in bytes of the memory file's data area
+	// (default 64 KiB).
 	MinSize int
-	// Reserve is the over-provisioning in percent when a memory file grows
-	// (default 50).
+	// MaxBuffer bounds how far the data area grows so that it holds a whole
+	// window of messages (default 4 MiB); beyond it, big messages fill the
+	// window by bytes before they fill it by count. A single message larger
+	// than half the data area always makes it grow, to twice the message
+	// plus Reserve.
+	MaxBuffer int
+	// Reserve is the over-provisioning in percent when the data area grows
+	// for a large message (default 50).
 	Reserve int
-	// AckTimeout > 0 makes every Send wait, under one shared deadline, until
-	// every connected subscriber process acknowledged the message. 0 (the
+	// AckTimeout > 0 selects ack mode: Send waits while a subscriber
+	// process is a whole window behind, at most AckTimeout; Flush and Close
+	// wait until every subscriber process acknowledged everything. 0 (the
 	// default) is fire and forget.
 	AckTimeout time.Duration
 	// MaxMessageSize bounds one message (default 64 MiB).
@@ -96,20 +105,23 @@ type PublisherOptions struct {
 	// disables the wait).
 	ConnectTimeout time.Duration
 	// DiscoveryWait is how long a new publisher listens for answers to its
-	// registration query before its first Send (default 100 ms; negative
-	// disables). Together with ConnectTimeout this makes a subscriber that
-	// already runs receive a new publisher's first message.
+	// registration query before it checks the topic's type and sends its
+	// first message (default 100 ms; negative disables). It is skipped when
+	// the node has listened for a whole refresh period already.
 	DiscoveryWait time.Duration
 	// Checksum makes every message carry the CRC-32C of its payload in
 	// Header.Hash (hardware-accelerated: about 0.1 ms per MiB here), so that
-	// subscribers with VerifyChecksum detect corrupted or torn payloads.
+	// subscribers with VerifyChecksum detect corrupted payloads.
 	// Default false (Hash 0).
 	Checksum bool
-	// LockTimeout bounds waiting for a memory file's mutex (default 5 s).
-	LockTimeout time.Duration
-	// Mode is the permission of the shared-memory files: 0600 (default) or
-	// e.g. 0660 for group access.
+	// Mode is the permission of the memory file: 0600 (default) or e.g.
+	// 0660 for group access.
 	Mode os.FileMode
+	// Origin says where the messages come from when they are forwarded
+	// from elsewhere (a bridge or gateway sets it, e.g. "nats:hostB");
+	// empty for a publisher of this host. Forwarders skip publishers with an
+	// origin, so that nothing is forwarded back.
+	Origin string
 }
 
 func (o *PublisherOptions) withDefaults() (PublisherOptions, error) {
@@ -129,13 +141,16 @@ func (o *PublisherOptions) withDefaults() (PublisherOptions, error) {
 		}
 		return nil
 	}
-	if err := def(&p.BufferCount, DefaultBufferCount, "BufferCount", 1); err != nil {
+	if err := def(&p.Window, DefaultWindow, "Window", 1); err != nil {
 		return p, err
 	}
-	if p.BufferCount > 64 {
-		return p, fmt.Errorf("%w: BufferCount = %d (maximum 64)", ErrInvalidOption, p.BufferCount)
+	if p.Window > memfile.MaxSlots || p.Window&(p.Window-1) != 0 {
+		return p, fmt.Errorf("%w: Window = %d (a power of two up to %d)", ErrInvalidOption, p.Window, memfile.MaxSlots)
 	}
 	if err := def(&p.MinSize, DefaultMinSize, "MinSize", 1); err != nil {
+		return p, err
+	}
+	if err := def(&p.MaxBuffer, DefaultMaxBuffer, "MaxBuffer", 1); err != nil {
 		return p, err
 	}
 	if err := def(&p.Reserve, DefaultReserve, "Reserve", 0); err != nil {
@@ -153,14 +168,14 @@ func (o *PublisherOptions) withDefaults() (PublisherOptions, error) {
 	if p.DiscoveryWait == 0 {
 		p.DiscoveryWait = DefaultDiscoveryWait
 	}
-	if p.LockTimeout <= 0 {
-		p.LockTimeout = DefaultLockTimeout
-	}
 	if p.Mode == 0 {
 		p.Mode = 0o600
 	}
 	if p.Mode&^0o660 != 0 {
 		return p, fmt.Errorf("%w: Mode %#o (allowed: 0600 or 0660)", ErrInvalidOption, p.Mode)
+	}
+	if len(p.Origin) > 255 || !utf8.ValidString(p.Origin) {
+		return p, fmt.Errorf("%w: Origin of %d bytes (at most 255 bytes of UTF-8)", ErrInvalidOption, len(p.Origin))
 	}
 	return p, nil
 }
@@ -168,16 +183,15 @@ func (o *PublisherOptions) withDefaults() (PublisherOptions, error) {
 // SubscriberOptions configure a Subscriber. The zero value (or nil) gives the
 // documented defaults.
 type SubscriberOptions struct {
-	// Config selects the domain (package-level NewSubscriber only).
-	Config Config
 	// Type, when not empty, must equal the publishers' type, else
 	// NewSubscriber (or, for publishers appearing later, Receive) reports
-	// ErrTypeMismatch.
+	// ErrTypeMismatch and their messages are ignored.
 	Type string
-	// ZeroCopy makes the subscriber read the payload in place: ReceiveFunc's
-	// view points into shared memory and nothing is copied or queued; a
-	// message overwritten before it was read counts as dropped. Without
-	// ZeroCopy (the default) every message is copied into a queue.
+	// ZeroCopy makes ReceiveFunc hand out a view of the payload in shared
+	// memory instead of a copy. The view is valid until the callback
+	// returns; in ack mode the publisher cannot overwrite it meanwhile
+	// unless this subscriber is marked lagging (then ReceiveFunc reports
+	// ErrOverrun after the callback).
 	ZeroCopy bool
 	// VerifyChecksum checks the CRC-32C of every message whose publisher
 	// sends one (PublisherOptions.Checksum): a mismatch drops the message,
@@ -192,27 +206,23 @@ type SubscriberOptions struct {
 	OnlyNew bool
 	// IDs, when not empty, keeps only messages whose ID is listed.
 	IDs []int64
-	// QueueSize bounds the copy queue (default 64 messages). In ack mode a
-	// full queue holds back the acknowledgement (back-pressure); otherwise
-	// the oldest message is dropped and counted.
-	QueueSize int
 	// MaxMessageSize: larger messages are dropped and counted (default 64 MiB).
 	MaxMessageSize int
-	// Spin, when > 0, makes Receive poll for up to this long before it
-	// blocks, for the lowest latency at the cost of CPU. Default 0.
+	// Spin, when > 0, makes a Receive that finds nothing poll for up to this
+	// long before it sleeps: a message that arrives meanwhile is taken
+	// without a futex wake-up (a few microseconds less latency) at the cost
+	// of a busy core for up to Spin per Receive. Default 0.
 	Spin time.Duration
+	// Publishers, when not nil, selects the publishers whose messages this
+	// subscriber takes (e.g. only those without an Origin); it is asked
+	// once per publisher as it appears. Default: all.
+	Publishers func(EntityInfo) bool
 }
 
 func (o *SubscriberOptions) withDefaults() (SubscriberOptions, error) {
 	var s SubscriberOptions
 	if o != nil {
 		s = *o
-	}
-	if s.QueueSize == 0 {
-		s.QueueSize = DefaultQueueSize
-	}
-	if s.QueueSize < 1 {
-		return s, fmt.Errorf("%w: QueueSize = %d", ErrInvalidOption, s.QueueSize)
 	}
 	if s.MaxMessageSize == 0 {
 		s.MaxMessageSize = DefaultMaxMessageSize

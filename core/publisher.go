@@ -11,7 +11,6 @@ import (
 
 	"github.com/shmfs/shmfs/core/event"
 	"github.com/shmfs/shmfs/core/memfile"
-	"github.com/shmfs/shmfs/core/mutex"
 	"github.com/shmfs/shmfs/core/registration"
 	"github.com/shmfs/shmfs/internal/proc"
 	"github.com/shmfs/shmfs/internal/shmname"
@@ -21,55 +20,49 @@ import (
 // concurrent sends are serialized.
 type Publisher struct {
 	node    *Node
-	ownNode bool
 	topic   string
 	id      uint64
 	opts    PublisherOptions
 	created time.Time
-	bufs    []*buffer
+	mf      *memfile.File
 
-	// sendMu serializes sends; it guards next, clock and ready.
+	// sendMu serializes sends and guards w and ready, and the lagging state
+	// of every subscriber process (subProc.lagging, .catchUp).
 	sendMu sync.Mutex
-	next   int
-	clock  uint64
+	w      *memfile.Writer
 	ready  bool
 
-	// connMu guards conns and the flags of each subConn.
-	connMu sync.Mutex
-	conns  map[uint64]*subConn // by subscriber process instance
-	// active lists the connections that are active and not dead; rebuilt
-	// under connMu whenever they change, read by Send without locks.
-	active atomic.Pointer[[]*subConn]
+	// procsMu guards procs; the active list is rebuilt under it whenever
+	// procs changes and read by Send without locks.
+	procsMu sync.Mutex
+	procs   map[uint64]*subProc // by subscriber process instance
+	active  atomic.Pointer[[]*subProc]
 
 	sent, ackTimeouts, grows atomic.Uint64
 	closed                   atomic.Bool
 }
 
-// buffer is one memory file of a publisher with its mutex.
-type buffer struct {
-	name string
-	mf   *memfile.File
-	mtx  *mutex.Mutex
-	gen  uint64 // last generation seen; guarded by Publisher.sendMu
-}
-
-// subConn is the publisher's side of one subscriber process: a snd/ack
-// event pair per buffer.
-type subConn struct {
-	inst    uint64
-	who     proc.Identity
-	snd     []*event.Event
-	ack     []*event.Event
-	active  bool // the process currently subscribes to the topic
-	lagging bool // timed out on an ack; not waited for until it catches up
-	dead    bool // process died: never waited for again
+// subProc is the publisher's side of one subscriber process.
+type subProc struct {
+	inst     uint64
+	bellName string
+	*link
+	// lagging: the process held the window full past the ack timeout; it
+	// is not waited for until it acknowledges catchUp. Guarded by sendMu.
+	lagging bool
+	catchUp uint64
+	// known is the last acknowledgement read from the ack event: while it
+	// suffices, Send does not read the event's cache line, which the
+	// subscriber process writes for every message. Guarded by sendMu.
+	known uint64
 }
 
 // PublisherStats are a publisher's counters.
 type PublisherStats struct {
 	// Sent counts messages published.
 	Sent uint64
-	// AckTimeouts counts subscriber acknowledgements that timed out.
+	// AckTimeouts counts the times a subscriber process held the window full
+	// past the ack timeout.
 	AckTimeouts uint64
 	// Grows counts memory-file growths.
 	Grows uint64
@@ -77,20 +70,23 @@ type PublisherStats struct {
 	Subscribers int
 }
 
-// NewPublisher creates a publisher on topic in the domain of o.Config.
-func NewPublisher(topic string, o *PublisherOptions) (*Publisher, error) {
-	var cfg Config
-	if o != nil {
-		cfg = o.Config
-	}
-	return withOwnNode(cfg, func(n *Node) (*Publisher, error) { return n.NewPublisher(topic, o) },
-		func(p *Publisher) { p.ownNode = true })
+// SendOptions carry the optional fields of one message (Publisher.SendWith).
+type SendOptions struct {
+	// ID is the application's message id (Header.ID); default 0.
+	ID int64
+	// Lost tells subscribers that this many messages were lost upstream
+	// right before this one (a bridge or gateway that missed them): they
+	// add it to Header.Dropped.
+	Lost uint64
 }
 
 // NewPublisher creates a publisher on topic in the node's domain. It creates
-// its memory files at once and announces itself; its first Send waits
-// (boundedly, see PublisherOptions.DiscoveryWait and ConnectTimeout) until
-// the subscribers that already run are connected.
+// its memory file at once and announces itself. When the node is young (it
+// has listened for less than a refresh period) it first waits up to
+// DiscoveryWait for the running processes to answer its query, so that a
+// publisher of another type is reported (ErrTypeMismatch) whenever one runs.
+// Its first Send waits (boundedly, see ConnectTimeout) until the subscribers
+// that already run are connected.
 func (n *Node) NewPublisher(topic string, o *PublisherOptions) (*Publisher, error) {
 	if err := registration.CheckTopic(topic); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidTopic, err)
@@ -99,58 +95,51 @@ func (n *Node) NewPublisher(topic string, o *PublisherOptions) (*Publisher, erro
 	if err != nil {
 		return nil, err
 	}
+	p := &Publisher{
+		node: n, topic: topic, id: proc.RandomID(), opts: opts,
+		created: time.Now(), procs: map[uint64]*subProc{},
+	}
+	mo := memfile.Options{
+		Mode: opts.Mode, Slots: opts.Window, MinSize: opts.MinSize, Reserve: opts.Reserve,
+		MaxMessage: opts.MaxMessageSize, MaxBuffer: opts.MaxBuffer, Publisher: p.id, Topic: topic,
+	}
+	name := shmname.Object(n.cfg.Domain, proc.RandomID())
+	if p.mf, err = memfile.Create(name, mo); err != nil {
+		return nil, shmError(fmt.Sprintf("publisher %q: create memory file", topic), err)
+	}
+	if p.w, err = memfile.NewWriter(p.mf, mo); err != nil {
+		p.mf.Destroy()
+		return nil, shmError(fmt.Sprintf("publisher %q", topic), err)
+	}
+	if err := n.addPublisher(p); err != nil {
+		p.mf.Destroy()
+		return nil, err
+	}
+	e := p.entity()
+	e.Flags |= registration.FlagQuery // ask running processes to answer at once
+	if err := n.agent.Register(e); err != nil {
+		p.close()
+		return nil, fmt.Errorf("%w: publisher %q: %w", ErrRegistration, topic, err)
+	}
+	if err := n.discover(context.Background(), p.created, opts.DiscoveryWait); err != nil {
+		p.close()
+		return nil, err
+	}
 	for _, e := range n.agent.Topic(topic) {
-		if e.Kind == registration.KindPublisher && e.Type != opts.Type {
+		if e.Kind == registration.KindPublisher && e.ID != p.id && e.Type != opts.Type {
+			p.close()
 			return nil, fmt.Errorf("%w: topic %q already has type %q (publisher pid %d), cannot publish %q",
 				ErrTypeMismatch, topic, e.Type, e.PID, opts.Type)
 		}
-	}
-	p := &Publisher{
-		node: n, topic: topic, id: proc.RandomID(), opts: opts,
-		created: time.Now(), conns: map[uint64]*subConn{},
-	}
-	mo := memfile.Options{Mode: opts.Mode, MinSize: opts.MinSize, Reserve: opts.Reserve, MaxSize: opts.MaxMessageSize}
-	for i := 0; i < opts.BufferCount; i++ {
-		name := shmname.Object(n.cfg.Domain, proc.RandomID())
-		mf, err := memfile.Create(name, 0, mo)
-		if err != nil {
-			p.destroyBuffers()
-			return nil, fmt.Errorf("shmfs: publisher %q: %w", topic, err)
-		}
-		mtx, err := mutex.Create(name+"_mtx", mutex.Options{Mode: opts.Mode})
-		if err != nil {
-			mf.Destroy()
-			p.destroyBuffers()
-			return nil, fmt.Errorf("shmfs: publisher %q: %w", topic, err)
-		}
-		p.bufs = append(p.bufs, &buffer{name: name, mf: mf, mtx: mtx, gen: mf.Generation()})
-	}
-	n.mu.Lock()
-	if n.closed {
-		n.mu.Unlock()
-		p.destroyBuffers()
-		return nil, ErrClosed
-	}
-	n.pubs[p.id] = p
-	n.mu.Unlock()
-	e := p.entity()
-	e.Flags |= registration.FlagQuery // ask running subscribers to answer at once
-	if err := n.agent.Register(e); err != nil {
-		p.close(true)
-		return nil, fmt.Errorf("shmfs: publisher %q: register: %w", topic, err)
 	}
 	n.reconcile(topic)
 	return p, nil
 }
 
 func (p *Publisher) entity() registration.Entity {
-	files := make([]string, len(p.bufs))
-	for i, b := range p.bufs {
-		files[i] = b.name
-	}
 	return registration.Entity{
 		Kind: registration.KindPublisher, ID: p.id, Topic: p.topic, Type: p.opts.Type,
-		MemFiles: files, BufferCount: uint32(len(p.bufs)),
+		MemFiles: []string{p.mf.Name()}, BufferCount: 1, Origin: p.opts.Origin,
 		Sent: p.sent.Load(), AckTimeouts: p.ackTimeouts.Load(),
 	}
 }
@@ -170,24 +159,22 @@ func (p *Publisher) ID() uint64 { return p.id }
 // Stats returns the publisher's counters.
 func (p *Publisher) Stats() PublisherStats {
 	s := PublisherStats{Sent: p.sent.Load(), AckTimeouts: p.ackTimeouts.Load(), Grows: p.grows.Load()}
-	p.connMu.Lock()
-	for _, c := range p.conns {
-		if c.active && !c.dead && c.attached(0) {
+	for _, sp := range p.activeProcs() {
+		if sp.attached() {
 			s.Subscribers++
 		}
 	}
-	p.connMu.Unlock()
 	return s
 }
 
 // Send publishes data as one message.
 func (p *Publisher) Send(ctx context.Context, data []byte) error {
-	return p.send(ctx, 0, len(data), data, nil)
+	return p.send(ctx, SendOptions{}, len(data), data, nil)
 }
 
-// SendID publishes data as one message carrying the application id.
-func (p *Publisher) SendID(ctx context.Context, id int64, data []byte) error {
-	return p.send(ctx, id, len(data), data, nil)
+// SendWith publishes data as one message with the fields of o.
+func (p *Publisher) SendWith(ctx context.Context, data []byte, o SendOptions) error {
+	return p.send(ctx, o, len(data), data, nil)
 }
 
 // SendFunc publishes one message of size bytes that fill writes in place,
@@ -197,11 +184,11 @@ func (p *Publisher) SendFunc(ctx context.Context, size int, fill func(buf []byte
 	if fill == nil {
 		return fmt.Errorf("%w: nil fill function", ErrInvalidOption)
 	}
-	return p.send(ctx, 0, size, nil, fill)
+	return p.send(ctx, SendOptions{}, size, nil, fill)
 }
 
-// Write publishes b as one message (io.Writer). It blocks at most for the
-// lock and ack timeouts.
+// Write publishes b as one message (io.Writer). In ack mode it blocks at
+// most for the ack timeout.
 func (p *Publisher) Write(b []byte) (int, error) {
 	if err := p.Send(context.Background(), b); err != nil {
 		return 0, err
@@ -209,7 +196,7 @@ func (p *Publisher) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-func (p *Publisher) send(ctx context.Context, id int64, size int, data []byte, fill func([]byte) error) error {
+func (p *Publisher) send(ctx context.Context, o SendOptions, size int, data []byte, fill func([]byte) error) (err error) {
 	if p.closed.Load() {
 		return ErrClosed
 	}
@@ -230,77 +217,69 @@ func (p *Publisher) send(ctx context.Context, id int64, size int, data []byte, f
 		}
 		p.ready = true
 	}
-	idx := p.next
-	p.next = (p.next + 1) % len(p.bufs)
-	b := p.bufs[idx]
-
-	timeout := p.opts.LockTimeout
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
-		timeout = time.Until(dl)
+	gen := p.mf.Generation()
+	overwrites, err := p.w.Prepare(size)
+	if err != nil {
+		if errors.Is(err, memfile.ErrTooLarge) {
+			return fmt.Errorf("%w: %w", ErrTooLarge, err)
+		}
+		return shmError(fmt.Sprintf("publisher %q: make room for %d bytes", p.topic, size), err)
 	}
-	clock, err := p.writeLocked(b, timeout, id, size, data, fill)
+	if g := p.mf.Generation(); g != gen {
+		p.grows.Add(g - gen)
+	}
+	procs := p.activeProcs()
+	var ackErr error
+	if p.opts.AckTimeout > 0 && overwrites != 0 {
+		// Never overwrite what a subscriber process has not taken.
+		if ackErr = p.awaitAcks(ctx, overwrites, overwrites, procs); ackErr != nil && !errors.Is(ackErr, ErrAckTimeout) {
+			return ackErr
+		}
+	}
+	clock, err := p.write(o, size, data, fill)
 	if err != nil {
 		return err
 	}
 	p.sent.Add(1)
-
-	conns := p.activeConns()
-	for _, c := range conns {
-		c.snd[idx].Set()
+	for _, sp := range procs {
+		sp.ring()
 	}
-	if p.opts.AckTimeout > 0 {
-		return p.awaitAcks(ctx, idx, clock, conns)
+	if p.opts.AckTimeout > 0 && ackErr == nil {
+		// The window: at most W messages unacknowledged (W = 1: this one
+		// must be acknowledged, eCAL's handshake). A publisher that has
+		// to wait waits until half the window is free, so that a subscriber
+		// just as fast wakes it once per W/2 messages, not for every one.
+		if w := uint64(p.opts.Window); clock >= w {
+			ackErr = p.awaitAcks(ctx, clock-w+1, clock-w/2, procs)
+		}
 	}
-	return nil
+	return ackErr
 }
 
-// writeLocked takes buffer b's mutex, writes the message and unlocks, also
-// when fill panics: a cross-process lock left held by a live process would
-// stall every reader and the next Send until their timeouts.
-func (p *Publisher) writeLocked(b *buffer, timeout time.Duration, id int64, size int, data []byte, fill func([]byte) error) (clock uint64, err error) {
-	// ErrOwnerDied (the last writer died mid-message: we rewrite it whole)
-	// and ErrReaderDied (a reader died holding it) leave the lock held.
-	if err := b.mtx.Lock(timeout); err != nil && !errors.Is(err, mutex.ErrOwnerDied) && !errors.Is(err, mutex.ErrReaderDied) {
-		if errors.Is(err, mutex.ErrTimeout) {
-			return 0, fmt.Errorf("%w: %s: %w", ErrLockTimeout, b.name, err)
-		}
-		return 0, fmt.Errorf("shmfs: lock %s: %w", b.name, err)
-	}
-	defer func() {
-		if uerr := b.mtx.Unlock(); err == nil && uerr != nil {
-			err = fmt.Errorf("shmfs: unlock %s: %w", b.name, uerr)
-		}
-	}()
-	return p.write(b, id, size, data, fill)
-}
-
-// write fills buffer b under its lock and commits the header.
-func (p *Publisher) write(b *buffer, id int64, size int, data []byte, fill func([]byte) error) (uint64, error) {
-	payload, err := b.mf.Reserve(size)
+// write puts the message into the memory file. A fill function that fails
+// or panics publishes nothing.
+func (p *Publisher) write(o SendOptions, size int, data []byte, fill func([]byte) error) (uint64, error) {
+	payload, err := p.w.Begin(size)
 	if err != nil {
-		if errors.Is(err, memfile.ErrTooLarge) {
-			return 0, fmt.Errorf("%w: %w", ErrTooLarge, err)
-		}
-		return 0, fmt.Errorf("shmfs: reserve %d bytes in %s: %w", size, b.name, err)
-	}
-	if g := b.mf.Generation(); g != b.gen {
-		b.gen = g
-		p.grows.Add(1)
+		return 0, shmError(fmt.Sprintf("publisher %q", p.topic), err)
 	}
 	if fill != nil {
+		committed := false
+		defer func() {
+			if !committed {
+				p.w.Abort()
+			}
+		}()
 		if err := fill(payload); err != nil {
-			// The old message's payload may be overwritten: commit an empty
-			// header (clock 0) so that no reader takes it for a message.
-			_ = b.mf.Commit(memfile.Header{Publisher: p.id})
 			return 0, err
 		}
+		committed = true
 	} else {
 		copy(payload, data)
 	}
-	p.clock++
 	h := memfile.Header{
-		DataSize: uint64(size), ID: id, Clock: p.clock, Time: time.Now().UnixNano(),
-		Publisher: p.id, AckTimeoutMs: uint32(p.opts.AckTimeout / time.Millisecond),
+		Size: uint64(size), ID: o.ID, Time: time.Now().UnixNano(), Lost: o.Lost,
+		AckTimeoutMs: uint32(min(p.opts.AckTimeout/time.Millisecond, 1<<31)),
 	}
 	if p.opts.Checksum {
 		h.Hash = uint64(crc32.Checksum(payload, castagnoli))
@@ -308,125 +287,108 @@ func (p *Publisher) write(b *buffer, id int64, size int, data []byte, fill func(
 	}
 	if p.opts.AckTimeout > 0 {
 		h.Options |= memfile.OptAck
-		if h.AckTimeoutMs == 0 {
-			h.AckTimeoutMs = 1
-		}
+		h.AckTimeoutMs = max(h.AckTimeoutMs, 1)
 	}
-	if err := b.mf.Commit(h); err != nil {
-		return 0, fmt.Errorf("shmfs: commit to %s: %w", b.name, err)
+	clock, err := p.w.Commit(h)
+	if err != nil {
+		return 0, shmError(fmt.Sprintf("publisher %q", p.topic), err)
 	}
-	return p.clock, nil
+	return clock, nil
 }
 
-func (p *Publisher) activeConns() []*subConn {
+// castagnoli is the CRC-32C table (SSE4.2/ARMv8 instructions where present).
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// awaitAcks waits, under one deadline (the ack timeout), until every
+// attached subscriber process that is not lagging and has not acknowledged
+// need acknowledged target (>= need). The
+// wait is posted in the memory file (and the bells rung), so that a
+// subscriber process whose other subscribers keep up can set a stalled one
+// aside in time (see topicReader.checkHeld). A process that times out is
+// marked lagging and skipped until it acknowledges target; the error then
+// wraps ErrAckTimeout.
+func (p *Publisher) awaitAcks(ctx context.Context, need, target uint64, procs []*subProc) error {
+	var deadline time.Time
+	var late []string
+	for _, sp := range procs {
+		if sp.lagging {
+			if sp.acked() < sp.catchUp {
+				continue
+			}
+			sp.lagging = false
+		}
+		if sp.known >= need {
+			continue
+		}
+		if sp.known = sp.acked(); sp.known >= need || !sp.attached() {
+			continue
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(p.opts.AckTimeout)
+			p.mf.SetWaiting(target)
+			defer p.mf.SetWaiting(0)
+			for _, q := range procs {
+				q.ring()
+			}
+		}
+		err := sp.awaitAck(ctx, target, deadline, p.closed.Load)
+		sp.known = sp.acked()
+		switch {
+		case err == nil, errors.Is(err, errLinkGone):
+		case errors.Is(err, ErrAckTimeout):
+			sp.lagging, sp.catchUp = true, need
+			p.ackTimeouts.Add(1)
+			late = append(late, sp.peer.String())
+		default:
+			return err
+		}
+	}
+	if len(late) > 0 {
+		return fmt.Errorf("%w: topic %q clock %d: subscriber process %v lagging", ErrAckTimeout, p.topic, target, late)
+	}
+	return nil
+}
+
+// Flush waits until every subscriber process acknowledged every message
+// sent, at most the ack timeout (ErrAckTimeout) or until ctx is done. It
+// returns at once without ack mode.
+func (p *Publisher) Flush(ctx context.Context) error {
+	if p.opts.AckTimeout <= 0 {
+		return nil
+	}
+	p.sendMu.Lock()
+	defer p.sendMu.Unlock()
+	if p.closed.Load() {
+		return ErrClosed
+	}
+	if c := p.w.Clock(); c > 0 {
+		return p.awaitAcks(ctx, c, c, p.activeProcs())
+	}
+	return nil
+}
+
+func (p *Publisher) activeProcs() []*subProc {
 	if l := p.active.Load(); l != nil {
 		return *l
 	}
 	return nil
 }
 
-// connsChanged rebuilds the active list. Caller holds connMu.
-func (p *Publisher) connsChanged() {
-	list := make([]*subConn, 0, len(p.conns))
-	for _, c := range p.conns {
-		if c.active && !c.dead {
-			list = append(list, c)
-		}
+// procsChanged rebuilds the active list. Caller holds procsMu.
+func (p *Publisher) procsChanged() {
+	list := make([]*subProc, 0, len(p.procs))
+	for _, sp := range p.procs {
+		list = append(list, sp)
 	}
 	p.active.Store(&list)
 }
 
-// castagnoli is the CRC-32C table (SSE4.2/ARMv8 instructions where present).
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-// ackSlice is how often an ack wait checks that the subscriber still lives:
-// a subscriber that dies leaves the wait within this time, not after the
-// ack timeout.
-const ackSlice = 10 * time.Millisecond
-
-// awaitAcks waits, under one shared deadline, until every connected
-// subscriber process acknowledged clock on buffer idx.
-func (p *Publisher) awaitAcks(ctx context.Context, idx int, clock uint64, conns []*subConn) error {
-	deadline := time.Now().Add(p.opts.AckTimeout)
-	var late []string
-	for _, c := range conns {
-		ack := c.ack[idx]
-		if !c.attached(idx) {
-			continue // not yet reading; it gets the latest message on attach
-		}
-		if c.lagging {
-			if c.acked() < clock-1 {
-				continue // still behind from an earlier timeout: skipped
-			}
-			c.lagging = false
-		}
-		for ack.Value() < clock {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			if p.closed.Load() {
-				return ErrClosed
-			}
-			if !c.who.Alive() {
-				p.markDead(c)
-				break
-			}
-			rem := time.Until(deadline)
-			if rem <= 0 {
-				c.lagging = true
-				p.ackTimeouts.Add(1)
-				late = append(late, fmt.Sprintf("pid %d", c.who.PID))
-				break
-			}
-			seq := ack.Seq()
-			if ack.Value() >= clock {
-				break
-			}
-			_, _ = ack.Wait(seq, min(rem, ackSlice))
-		}
-	}
-	if len(late) > 0 {
-		return fmt.Errorf("%w: topic %q clock %d: subscriber %v", ErrAckTimeout, p.topic, clock, late)
-	}
-	return nil
-}
-
-// acked returns the newest clock the subscriber process acknowledged on any
-// buffer (each buffer's ack event holds the clocks sent through it).
-func (c *subConn) acked() uint64 {
-	var m uint64
-	for _, a := range c.ack {
-		m = max(m, a.Value())
-	}
-	return m
-}
-
-// attached reports whether the subscriber process has opened the event pair
-// of buffer idx and waits on it.
-func (c *subConn) attached(idx int) bool {
-	pid, _ := c.ack[idx].Attached()
-	return pid != 0
-}
-
-func (p *Publisher) markDead(c *subConn) {
-	p.connMu.Lock()
-	c.dead = true
-	p.connsChanged()
-	p.connMu.Unlock()
-}
-
 // awaitSubscribers runs before the first Send: it gives registration time to
 // learn of the subscribers that already run, then waits until each of them
-// has attached to every buffer, so that none misses the first message.
+// has attached, so that none misses the first message.
 func (p *Publisher) awaitSubscribers(ctx context.Context) error {
-	if w := p.opts.DiscoveryWait; w > 0 {
-		// An agent that has listened for a full refresh period before this
-		// publisher was created has heard every peer already.
-		if p.created.Sub(p.node.agent.Started()) < p.node.cfg.Refresh {
-			if err := sleepCtx(ctx, time.Until(p.created.Add(w))); err != nil {
-				return err
-			}
-		}
+	if err := p.node.discover(ctx, p.created, p.opts.DiscoveryWait); err != nil {
+		return err
 	}
 	p.node.reconcile(p.topic)
 	if p.opts.ConnectTimeout <= 0 {
@@ -447,10 +409,16 @@ func (p *Publisher) awaitSubscribers(ctx context.Context) error {
 	}
 }
 
+// allAttached reports whether every local subscriber process that
+// registration knows for the topic has a link and has attached to it.
 func (p *Publisher) allAttached() bool {
-	for _, c := range p.activeConns() {
-		for i := range c.ack {
-			if !c.attached(i) && c.who.Alive() {
+	want := p.node.subscriberProcs(p.topic)
+	p.procsMu.Lock()
+	defer p.procsMu.Unlock()
+	for inst, e := range want {
+		sp := p.procs[inst]
+		if sp == nil || !sp.attached() {
+			if (proc.Identity{PID: e.PID, StartTime: e.StartTime}).Alive() {
 				return false
 			}
 		}
@@ -472,106 +440,91 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// syncConnections makes the set of active connections equal to the
-// subscriber processes in want. Event pairs of a process that stopped
-// subscribing are kept (it may subscribe again and reuse them) until the
-// process dies or the publisher closes.
-func (p *Publisher) syncConnections(want map[uint64]registration.Entity) {
-	p.connMu.Lock()
-	defer p.connMu.Unlock()
-	// Checked under connMu: close sets closed before it takes connMu to
-	// destroy the connections, so none is created after that.
+// syncProcs links the publisher to the subscriber processes in want (one
+// entity per process: its bell is the entity's first memory-file name) and
+// drops the links of processes that are gone: dead, or their bell removed
+// (they stopped subscribing). A process that merely vanished from
+// registration keeps its link while its bell exists and it lives: a forged
+// unregistration cannot cut a subscriber off.
+func (p *Publisher) syncProcs(want map[uint64]registration.Entity) {
+	p.procsMu.Lock()
+	defer p.procsMu.Unlock()
+	// Checked under procsMu: close sets closed before it takes procsMu to
+	// close the links, so none is created after that.
 	if p.closed.Load() {
 		return
 	}
-	for inst, c := range p.conns {
-		_, ok := want[inst]
-		c.active = ok
-		if !ok && !c.who.Alive() {
-			c.destroy()
-			delete(p.conns, inst)
-		}
-	}
-	for inst, e := range want {
-		if p.conns[inst] != nil {
+	changed := false
+	for inst, sp := range p.procs {
+		e, ok := want[inst]
+		if ok && len(e.MemFiles) > 0 && e.MemFiles[0] == sp.bellName {
 			continue
 		}
-		c, err := p.connect(inst, proc.Identity{PID: e.PID, StartTime: e.StartTime})
-		if err != nil {
-			continue // retried on the next change or refresh
+		if !ok && sp.peer.Alive() && sp.bell.Linked() {
+			continue // registration lost it (or was forged); shared memory says it is there
 		}
-		c.active = true
-		p.conns[inst] = c
+		sp.close()
+		delete(p.procs, inst)
+		changed = true
 	}
-	p.connsChanged()
+	for inst, e := range want {
+		if p.procs[inst] != nil || len(e.MemFiles) == 0 {
+			continue
+		}
+		who := proc.Identity{PID: e.PID, StartTime: e.StartTime}
+		l, err := openLink(e.MemFiles[0], event.AckName(p.mf.Name(), inst), inst, who)
+		if err != nil {
+			// The ack event appears once the process attached to this
+			// publisher: retried on the next change or refresh, and while
+			// the first Send waits for subscribers.
+			continue
+		}
+		p.procs[inst] = &subProc{inst: inst, bellName: e.MemFiles[0], link: l}
+		changed = true
+	}
+	if changed || p.active.Load() == nil {
+		p.procsChanged()
+	}
 }
 
-// connect creates (or opens, if the subscriber was first) the event pairs
-// of subscriber process inst for every buffer.
-func (p *Publisher) connect(inst uint64, who proc.Identity) (*subConn, error) {
-	c := &subConn{inst: inst, who: who}
-	eo := event.Options{Mode: p.opts.Mode}
-	for _, b := range p.bufs {
-		snd, _, err := event.CreateOrOpen(event.SndName(b.name, inst), eo)
-		if err != nil {
-			c.destroy()
-			return nil, err
-		}
-		c.snd = append(c.snd, snd)
-		ack, _, err := event.CreateOrOpen(event.AckName(b.name, inst), eo)
-		if err != nil {
-			c.destroy()
-			return nil, err
-		}
-		c.ack = append(c.ack, ack)
-	}
-	return c, nil
-}
-
-func (c *subConn) destroy() {
-	for _, e := range c.snd {
-		_ = e.Destroy()
-	}
-	for _, e := range c.ack {
-		_ = e.Destroy()
-	}
-	// The slices stay: a Send may still hold c. Calls on a destroyed event
-	// are harmless no-ops (it reports not attached, value 0, ErrClosed).
-}
-
-// Close unregisters the publisher and removes its shared memory. Subscribers
-// that still map a memory file keep reading what is there.
-func (p *Publisher) Close() error { return p.close(true) }
-
-func (p *Publisher) close(releaseNode bool) error {
-	if p.closed.Swap(true) {
+// Close unregisters the publisher and removes its memory file. In ack mode
+// it first waits (at most the ack timeout) until every subscriber process
+// took every message. Subscribers that still map the file read what is
+// left in it.
+func (p *Publisher) Close() error {
+	if p.closed.Load() {
 		return nil
 	}
-	_ = p.node.agent.Unregister(p.id)
-	p.node.mu.Lock()
-	delete(p.node.pubs, p.id)
-	p.node.mu.Unlock()
-	p.sendMu.Lock() // wait for a Send in progress
-	p.connMu.Lock()
-	for inst, c := range p.conns {
-		c.destroy()
-		delete(p.conns, inst)
+	flushErr := p.Flush(context.Background())
+	if err := p.close(); err != nil {
+		return err
 	}
-	p.connsChanged()
-	p.connMu.Unlock()
-	p.destroyBuffers()
-	p.sendMu.Unlock()
-	if releaseNode && p.ownNode {
-		return p.node.Close()
+	if errors.Is(flushErr, ErrAckTimeout) {
+		return flushErr
 	}
 	return nil
 }
 
-func (p *Publisher) destroyBuffers() {
-	// p.bufs itself stays: it never changes after NewPublisher, so the
-	// registration goroutine may read the names without a lock.
-	for _, b := range p.bufs {
-		_ = b.mtx.Destroy()
-		_ = b.mf.Destroy()
+func (p *Publisher) close() error {
+	if p.closed.Swap(true) {
+		return nil
 	}
+	_ = p.node.agent.Unregister(p.id)
+	p.node.removePublisher(p)
+	p.sendMu.Lock() // wait for a Send in progress
+	p.procsMu.Lock()
+	for inst, sp := range p.procs {
+		sp.close()
+		delete(p.procs, inst)
+	}
+	p.procsChanged()
+	p.procsMu.Unlock()
+	// Marks the file closed before removing it: subscribers learn from
+	// the file itself that the publisher is gone.
+	err := p.mf.Destroy()
+	p.sendMu.Unlock()
+	if err != nil {
+		return shmError(fmt.Sprintf("publisher %q: remove memory file", p.topic), err)
+	}
+	return nil
 }

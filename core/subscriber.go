@@ -2,7 +2,9 @@ package core
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"hash/crc32"
 	"runtime"
 	"slices"
 	"sync"
@@ -16,44 +18,43 @@ import (
 
 // Subscriber receives the messages of every publisher of one topic. It is
 // safe for concurrent use; each message goes to one Receive call.
+//
+// A subscriber reads the publishers' memory files itself, at its own pace:
+// in ack mode the publishers wait for it (up to a window of messages and
+// their ack timeout); one that stops reading for longer is set aside
+// (Stats.Lagging) and loses what is overwritten meanwhile, counted in
+// Header.Dropped and Stats.Dropped, while the other subscribers go on.
 type Subscriber struct {
-	node    *Node
-	ownNode bool
-	topic   string
-	id      uint64
-	opts    SubscriberOptions
-	epoch   uint64 // Node.epoch at creation
+	node  *Node
+	t     *topicReader
+	topic string
+	id    uint64
+	opts  SubscriberOptions
 
-	q      *queue        // copy mode
-	free   chan []byte   // copy mode: payload buffers to reuse (Release)
-	notify chan struct{} // zero-copy mode: an observer saw a new message
-	errs   chan error    // problems to report from the next Receive
+	// curs are s's cursors, one per feed; copy-on-write under t.mu.
+	curs atomic.Pointer[[]*cursor]
+
+	errs   chan error // problems to report from the next Receive
 	closed chan struct{}
 	once   sync.Once
 
-	// obs are the observers of the topic's publishers (zero-copy mode reads
-	// through them); replaced as a whole, read without locks.
-	obs atomic.Pointer[[]*observer]
+	// recvMu serializes taking messages; it guards rr, buf and the
+	// cursors' dropped counts.
+	recvMu sync.Mutex
+	rr     int    // round-robin start among the cursors
+	buf    []byte // ReceiveFunc's copy buffer (copy mode)
+	free   chan []byte
 
-	// recvMu serializes zero-copy consumption; it guards consumed.
-	recvMu   sync.Mutex
-	consumed map[uint64]uint64 // publisher id -> last clock consumed
-	// deliveredMu guards delivered: publisher id -> newest clock queued
-	// (copy mode).
-	deliveredMu sync.Mutex
-	delivered   map[uint64]uint64
-	// consumedShared mirrors consumed for the observers' ack wait.
-	consumedMu     sync.Mutex
-	consumedShared map[uint64]uint64
-
-	received, dropped, mismatched, checksumErrors atomic.Uint64
+	received, dropped, mismatched, checksumErrors, laggings atomic.Uint64
 }
 
 // SubscriberStats are a subscriber's counters.
 type SubscriberStats struct {
 	// Received counts messages handed to the application.
 	Received uint64
-	// Dropped counts messages missed (clock gaps, queue overflow).
+	// Dropped counts messages missed: overwritten before this subscriber
+	// read them (it fell a window behind), lost upstream (Header.Dropped
+	// from a bridge), too large, or failing their checksum.
 	Dropped uint64
 	// TypeMismatches counts messages ignored because their publisher's type
 	// differs from SubscriberOptions.Type.
@@ -61,23 +62,21 @@ type SubscriberStats struct {
 	// ChecksumErrors counts messages dropped because their CRC-32C did not
 	// match (SubscriberOptions.VerifyChecksum).
 	ChecksumErrors uint64
-	// Publishers counts publishers this subscriber is connected to.
+	// Laggings counts the times this subscriber was set aside for holding
+	// a publisher back while other subscribers of its process kept up.
+	Laggings uint64
+	// Lagging: set aside now (until it catches up).
+	Lagging bool
+	// Publishers counts publishers this subscriber takes messages from.
 	Publishers int
-}
-
-// NewSubscriber creates a subscriber on topic in the domain of o.Config.
-func NewSubscriber(topic string, o *SubscriberOptions) (*Subscriber, error) {
-	var cfg Config
-	if o != nil {
-		cfg = o.Config
-	}
-	return withOwnNode(cfg, func(n *Node) (*Subscriber, error) { return n.NewSubscriber(topic, o) },
-		func(s *Subscriber) { s.ownNode = true })
 }
 
 // NewSubscriber creates a subscriber on topic in the node's domain. It
 // connects to every publisher of the topic as it appears; a publisher that
-// already published gives it its latest message at once.
+// already published gives it its latest message at once (unless OnlyNew).
+// With a Type, a young node first waits up to DefaultDiscoveryWait for the
+// running processes to answer its query, so that a publisher of another
+// type is reported (ErrTypeMismatch) whenever one runs.
 func (n *Node) NewSubscriber(topic string, o *SubscriberOptions) (*Subscriber, error) {
 	if err := registration.CheckTopic(topic); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidTopic, err)
@@ -86,183 +85,40 @@ func (n *Node) NewSubscriber(topic string, o *SubscriberOptions) (*Subscriber, e
 	if err != nil {
 		return nil, err
 	}
+	s := &Subscriber{
+		node: n, topic: topic, id: proc.RandomID(), opts: opts,
+		closed: make(chan struct{}), errs: make(chan error, 8), free: make(chan []byte, freeBuffers),
+	}
+	s.curs.Store(&[]*cursor{})
+	created := time.Now()
+	t, err := n.addSubscriber(s)
+	if err != nil {
+		return nil, err
+	}
+	s.t = t
+	if err := n.agent.Register(registration.Entity{
+		Kind: registration.KindSubscriber, ID: s.id, Topic: topic, Type: opts.Type,
+		MemFiles: []string{t.bell.Name()},
+		Flags:    registration.FlagQuery, // running publishers answer at once
+	}); err != nil {
+		s.close()
+		return nil, fmt.Errorf("%w: subscriber %q: %w", ErrRegistration, topic, err)
+	}
 	if opts.Type != "" {
+		if err := n.discover(context.Background(), created, DefaultDiscoveryWait); err != nil {
+			s.close()
+			return nil, err
+		}
 		for _, e := range n.agent.Topic(topic) {
 			if e.Kind == registration.KindPublisher && e.Type != opts.Type {
+				s.close()
 				return nil, fmt.Errorf("%w: topic %q has type %q (publisher pid %d), subscriber wants %q",
 					ErrTypeMismatch, topic, e.Type, e.PID, opts.Type)
 			}
 		}
 	}
-	s := &Subscriber{
-		node: n, topic: topic, id: proc.RandomID(), opts: opts, epoch: n.epoch.Add(1),
-		notify: make(chan struct{}, 1), closed: make(chan struct{}), errs: make(chan error, 8),
-		consumed: map[uint64]uint64{}, consumedShared: map[uint64]uint64{}, delivered: map[uint64]uint64{},
-	}
-	if !opts.ZeroCopy {
-		s.q = newQueue(opts.QueueSize)
-		s.free = make(chan []byte, freeBuffers)
-	}
-	obs := n.observerList(topic)
-	s.obs.Store(&obs)
-	if opts.OnlyNew {
-		s.startAfterLatest()
-	}
-	n.mu.Lock()
-	if n.closed {
-		n.mu.Unlock()
-		return nil, ErrClosed
-	}
-	m := n.subs[topic]
-	if m == nil {
-		m = map[*Subscriber]struct{}{}
-		n.subs[topic] = m
-	}
-	m[s] = struct{}{}
-	n.subscribersChanged(topic)
-	n.mu.Unlock()
-	if err := n.agent.Register(registration.Entity{
-		Kind: registration.KindSubscriber, ID: s.id, Topic: topic, Type: opts.Type,
-		Flags: registration.FlagQuery, // running publishers answer at once
-	}); err != nil {
-		s.close(true)
-		return nil, fmt.Errorf("shmfs: subscriber %q: register: %w", topic, err)
-	}
 	n.reconcile(topic)
-	n.topicObserversChanged(topic)
-	s.catchUp()
 	return s, nil
-}
-
-// observerList returns the observers of topic's publishers that have taken
-// their baseline.
-func (n *Node) observerList(topic string) []*observer {
-	var list []*observer
-	for _, r := range n.remotesOf(topic) {
-		select {
-		case <-r.stop:
-			continue
-		default:
-		}
-		for _, o := range r.obs {
-			if o.based.Load() {
-				list = append(list, o)
-			}
-		}
-	}
-	return list
-}
-
-// topicObserversChanged refreshes the observer list of topic's subscribers.
-func (n *Node) topicObserversChanged(topic string) {
-	list := n.observerList(topic)
-	for _, s := range n.subscribersOf(topic) {
-		l := slices.Clone(list)
-		s.obs.Store(&l)
-		signal(s.notify)
-	}
-}
-
-// startAfterLatest makes an OnlyNew subscriber start after the newest
-// message of every publisher observed now. It runs before the subscriber
-// is visible to the observers.
-func (s *Subscriber) startAfterLatest() {
-	for _, o := range *s.obs.Load() {
-		c := o.latest.Load()
-		s.consumed[o.rp.id] = max(s.consumed[o.rp.id], c)
-		s.consumedShared[o.rp.id] = max(s.consumedShared[o.rp.id], c)
-		s.delivered[o.rp.id] = max(s.delivered[o.rp.id], c)
-	}
-}
-
-// catchUp gives a new copy subscriber the latest message of every publisher
-// already observed (a late subscriber gets at least the latest message).
-func (s *Subscriber) catchUp() {
-	if s.opts.OnlyNew {
-		return
-	}
-	if s.opts.ZeroCopy {
-		return // zero-copy reads the latest message by itself
-	}
-	for _, o := range *s.obs.Load() {
-		var m Message
-		found := false
-		o.withView(func(h memfile.Header, view []byte) {
-			// Only the message the observer already handled: newer ones
-			// are its to deliver, in order.
-			if h.Clock != o.rp.lastClock.Load() || !s.accepts(o.rp, h.ID) {
-				return
-			}
-			if s.opts.VerifyChecksum && !(&checksum{h: h, view: view}).ok() {
-				if s.claim(h.Publisher, h.Clock) {
-					s.badChecksum(h)
-				}
-				return
-			}
-			m = Message{Header: o.header(h), Data: append([]byte{}, view...)}
-			found = true
-		})
-		if found {
-			s.deliver(m, false, s.closed)
-		}
-	}
-}
-
-// accepts reports whether messages of publisher r with id are for s. It
-// has no side effects; callers count type mismatches where they drop.
-func (s *Subscriber) accepts(r *remotePub, id int64) bool {
-	return s.typeOK(r) && s.idOK(id)
-}
-
-// typeOK reports whether publisher r has the type s asked for (if any).
-func (s *Subscriber) typeOK(r *remotePub) bool {
-	return s.opts.Type == "" || r.typ == s.opts.Type
-}
-
-// idOK applies the id filter.
-func (s *Subscriber) idOK(id int64) bool {
-	return len(s.opts.IDs) == 0 || slices.Contains(s.opts.IDs, id)
-}
-
-// claim records clock as handled for publisher pub (copy mode) and reports
-// whether it was new: each message is queued, or counted as bad, once.
-func (s *Subscriber) claim(pub, clock uint64) bool {
-	s.deliveredMu.Lock()
-	defer s.deliveredMu.Unlock()
-	if clock <= s.delivered[pub] {
-		return false
-	}
-	s.delivered[pub] = clock
-	return true
-}
-
-// deliver queues a copied message (copy mode). A message is queued at most
-// once, and never after a newer one of the same publisher: the catch-up of
-// a new subscriber and the observers' polls may race for the same message,
-// so the check and the push are one step under deliveredMu (a push that
-// waits for room holds up only deliveries to this same, full, queue).
-func (s *Subscriber) deliver(m Message, block bool, stop <-chan struct{}) {
-	if s.isClosed() {
-		return
-	}
-	s.deliveredMu.Lock()
-	defer s.deliveredMu.Unlock()
-	if m.Clock <= s.delivered[m.Publisher] {
-		return
-	}
-	s.delivered[m.Publisher] = m.Clock
-	if m.Size > s.opts.MaxMessageSize {
-		s.dropped.Add(1)
-		return
-	}
-	s.q.push(m, block, stop, s.closed)
-}
-
-// badChecksum counts and reports a message dropped for its checksum.
-func (s *Subscriber) badChecksum(h memfile.Header) {
-	s.dropped.Add(1)
-	s.checksumErrors.Add(1)
-	s.report(fmt.Errorf("%w: topic %q publisher %016x clock %d (%d bytes)", ErrChecksum, s.topic, h.Publisher, h.Clock, h.DataSize))
 }
 
 // report queues an error for the next Receive call (dropped if 8 are
@@ -302,8 +158,14 @@ func (s *Subscriber) ID() uint64 { return s.id }
 // Stats returns the subscriber's counters.
 func (s *Subscriber) Stats() SubscriberStats {
 	st := SubscriberStats{Received: s.received.Load(), Dropped: s.dropped.Load(),
-		TypeMismatches: s.mismatched.Load(), ChecksumErrors: s.checksumErrors.Load()}
-	st.Publishers = len(s.node.remotesOf(s.topic))
+		TypeMismatches: s.mismatched.Load(), ChecksumErrors: s.checksumErrors.Load(),
+		Laggings: s.laggings.Load()}
+	for _, c := range *s.curs.Load() {
+		if c.accepts {
+			st.Publishers++
+			st.Lagging = st.Lagging || c.lagging.Load()
+		}
+	}
 	return st
 }
 
@@ -313,40 +175,20 @@ func (s *Subscriber) Stats() SubscriberStats {
 // another type than SubscriberOptions.Type appears, one call returns an
 // error wrapping ErrTypeMismatch that names it; later calls go on receiving.
 func (s *Subscriber) Receive(ctx context.Context) (Message, error) {
-	if s.isClosed() {
-		return Message{}, ErrClosed
-	}
-	if err := s.pending(); err != nil {
-		return Message{}, err
-	}
-	if s.opts.ZeroCopy {
-		var m Message
-		err := s.ReceiveFunc(ctx, func(h Header, view []byte) error {
-			m = Message{Header: h, Data: append([]byte{}, view...)}
-			return nil
-		})
-		return m, err
-	}
-	m, err := s.pop(ctx)
-	if err != nil {
-		return Message{}, err
-	}
-	s.account(m.Header)
-	return m, nil
+	var m Message
+	err := s.receive(ctx, true, func(h Header, data []byte) error {
+		m = Message{Header: h, Data: data}
+		return nil
+	})
+	return m, err
 }
 
-// pop takes the next queued message (copy mode), spinning first if
-// SubscriberOptions.Spin asks for it.
-func (s *Subscriber) pop(ctx context.Context) (Message, error) {
-	if s.opts.Spin > 0 {
-		for until := time.Now().Add(s.opts.Spin); time.Now().Before(until); {
-			if m, ok := s.q.tryPop(); ok {
-				return m, nil
-			}
-			runtime.Gosched()
-		}
-	}
-	return s.q.pop(ctx, s.closed, s.errs)
+// ReceiveFunc waits for the next message and calls fn with its header and
+// payload; fn's error is returned. Without ZeroCopy the payload is a copy
+// that ReceiveFunc reuses after fn returns; with ZeroCopy it is a view into
+// shared memory, valid only until fn returns (see SubscriberOptions.ZeroCopy).
+func (s *Subscriber) ReceiveFunc(ctx context.Context, fn func(h Header, view []byte) error) error {
+	return s.receive(ctx, false, fn)
 }
 
 // TryReceive is Receive without blocking: ok is false when nothing is
@@ -355,144 +197,172 @@ func (s *Subscriber) TryReceive() (m Message, ok bool, err error) {
 	if s.isClosed() {
 		return Message{}, false, ErrClosed
 	}
-	if s.opts.ZeroCopy {
-		ok, err = s.tryZeroCopy(func(h Header, view []byte) error {
-			m = Message{Header: h, Data: append([]byte{}, view...)}
-			return nil
-		})
-		return m, ok, err
-	}
-	m, ok = s.q.tryPop()
-	if ok {
-		s.account(m.Header)
-	}
-	return m, ok, nil
-}
-
-func (s *Subscriber) account(h Header) {
-	s.received.Add(1)
-	if h.Dropped > 0 {
-		s.dropped.Add(h.Dropped)
-	}
-}
-
-// ReceiveFunc waits for the next message and calls fn with its header and
-// payload. With SubscriberOptions.ZeroCopy the view points into shared
-// memory and is valid only until fn returns; the memory file stays
-// read-locked (shared) during fn, so keep fn short. fn's error is returned.
-func (s *Subscriber) ReceiveFunc(ctx context.Context, fn func(h Header, view []byte) error) error {
 	if err := s.pending(); err != nil {
-		return err
+		return Message{}, false, err
 	}
-	if !s.opts.ZeroCopy {
-		m, err := s.pop(ctx)
-		if err != nil {
-			return err
-		}
-		s.account(m.Header)
-		err = fn(m.Header, m.Data)
-		s.Release(m) // the view was valid only inside fn
-		return err
-	}
-	spinUntil := time.Time{}
-	if s.opts.Spin > 0 {
-		spinUntil = time.Now().Add(s.opts.Spin)
-	}
-	var fnErr error
-	call := func(h Header, view []byte) error { fnErr = fn(h, view); return nil }
+	ok, err = s.take(true, func(h Header, data []byte) error {
+		m = Message{Header: h, Data: data}
+		return nil
+	})
+	return m, ok, err
+}
+
+// receive takes the next message, sleeping on the topic's bell while there
+// is none. own: fn keeps the payload (Receive), so it gets a fresh copy.
+func (s *Subscriber) receive(ctx context.Context, own bool, fn func(Header, []byte) error) error {
+	var spinUntil time.Time
 	for {
-		ok, err := s.tryZeroCopy(call)
-		if err != nil {
-			return err
-		}
-		if ok {
-			return fnErr
-		}
-		if !spinUntil.IsZero() && time.Now().Before(spinUntil) {
-			runtime.Gosched()
-			continue
-		}
-		select {
-		case <-s.notify:
-		case err := <-s.errs:
-			return err
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-s.closed:
+		if s.isClosed() {
 			return ErrClosed
 		}
+		if err := s.pending(); err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		seq := s.t.bell.Seq()
+		ok, err := s.take(own, fn)
+		if ok || err != nil {
+			return err
+		}
+		if s.opts.Spin > 0 {
+			if spinUntil.IsZero() {
+				spinUntil = time.Now().Add(s.opts.Spin)
+			}
+			if time.Now().Before(spinUntil) {
+				runtime.Gosched()
+				continue
+			}
+		}
+		if err := s.t.wait(ctx, s, seq); err != nil {
+			return err
+		}
 	}
 }
 
-// tryZeroCopy reads the newest unconsumed message of any publisher in place.
-// Zero-copy subscribers filter and count for themselves: the observer only
-// signals them.
-func (s *Subscriber) tryZeroCopy(fn func(Header, []byte) error) (bool, error) {
-	if s.isClosed() {
-		return false, ErrClosed
-	}
+// take hands the next message of any publisher to fn and reports whether it
+// did. Publishers take turns; each one's messages come in order.
+func (s *Subscriber) take(own bool, fn func(Header, []byte) error) (bool, error) {
 	s.recvMu.Lock()
 	defer s.recvMu.Unlock()
-	for _, o := range *s.obs.Load() {
-		last := s.consumed[o.rp.id]
-		if o.latest.Load() <= last && last != 0 {
-			continue
+	curs := *s.curs.Load()
+	for i := range curs {
+		c := curs[(s.rr+i)%len(curs)]
+		ok, err := s.takeFrom(c, own, fn)
+		if ok {
+			s.rr = (s.rr + i + 1) % len(curs)
+			return true, err
 		}
-		got := false
-		var ferr error
-		o.withView(func(h memfile.Header, view []byte) {
-			if h.Clock <= last {
-				return
-			}
-			// Consumed whatever happens below, also if fn panics.
-			defer s.markConsumed(o, h.Clock)
-			switch {
-			case !s.typeOK(o.rp):
-				s.mismatched.Add(1)
-			case !s.idOK(h.ID):
-			case int(h.DataSize) > s.opts.MaxMessageSize:
-				s.dropped.Add(1)
-			case s.opts.VerifyChecksum && !(&checksum{h: h, view: view}).ok():
-				s.badChecksum(h)
-			case last == 0 && s.opts.OnlyNew && h.Clock <= o.baseClock.Load():
-				// History found when the observer attached: not for OnlyNew.
-			default:
-				hdr := o.header(h)
-				hdr.ZeroCopy = true
-				switch {
-				case last != 0:
-					hdr.Dropped = h.Clock - last - 1
-				case s.epoch <= o.baseEpoch.Load() && h.Clock > o.baseClock.Load():
-					// s was there when the observer attached: what it
-					// missed since is a loss, not history.
-					hdr.Dropped = h.Clock - o.baseClock.Load() - 1
-				}
-				got = true
-				s.account(hdr)
-				ferr = fn(hdr, view)
-			}
-		})
-		if got {
-			return true, ferr
+		if err != nil {
+			return false, err
 		}
 	}
 	return false, nil
 }
 
-// markConsumed records that s consumed clock of o's publisher and tells the
-// observer, which may be holding back an acknowledgement. Caller holds recvMu.
-func (s *Subscriber) markConsumed(o *observer, clock uint64) {
-	s.consumed[o.rp.id] = clock
-	s.consumedMu.Lock()
-	s.consumedShared[o.rp.id] = clock
-	s.consumedMu.Unlock()
-	signal(o.consumed)
+// takeFrom hands c's next message to fn, skipping (and counting) what was
+// overwritten or is filtered out. The message counts as consumed, and may be
+// acknowledged, only after fn returned. Caller holds recvMu.
+func (s *Subscriber) takeFrom(c *cursor, own bool, fn func(Header, []byte) error) (bool, error) {
+	f := c.f
+	f.views.RLock()
+	defer f.views.RUnlock()
+	if f.released {
+		return false, nil
+	}
+	for {
+		head := f.mf.Head()
+		next := c.next.Load()
+		if next > head {
+			return false, nil
+		}
+		if !c.accepts {
+			if c.mismatch {
+				s.mismatched.Add(head - next + 1)
+			}
+			c.next.Store(head + 1)
+			return false, nil
+		}
+		h, view, err := f.mf.Read(next)
+		if err != nil {
+			if errors.Is(err, memfile.ErrOverwritten) {
+				// Fell a window behind: skip to the oldest message the
+				// ring can still hold.
+				skip := next + 1
+				if head >= f.slots {
+					skip = max(skip, head-f.slots+1)
+				}
+				s.miss(c, skip-next)
+				c.consumed(skip - 1)
+				continue
+			}
+			s.miss(c, 1)
+			c.consumed(next)
+			return false, fmt.Errorf("%w: topic %q publisher pid %d clock %d: %w", ErrCorrupt, s.topic, f.info.PID, next, err)
+		}
+		if !s.idOK(h.ID) {
+			c.consumed(next)
+			continue
+		}
+		if int(h.Size) > s.opts.MaxMessageSize {
+			s.miss(c, 1)
+			c.consumed(next)
+			continue
+		}
+		hdr := Header{
+			Publisher: f.info.ID, ID: h.ID, Clock: h.Clock, Time: time.Unix(0, h.Time), Size: int(h.Size),
+			Hash: h.Hash, AckTimeout: time.Duration(h.AckTimeoutMs) * time.Millisecond,
+			Generation: f.mf.Generation(), Dropped: c.dropped + h.Lost, ZeroCopy: s.opts.ZeroCopy && !own,
+		}
+		var data []byte
+		if hdr.ZeroCopy {
+			data = view
+		} else {
+			data = s.copyBuffer(len(view), own)
+			copy(data, view)
+			if !f.mf.Intact(next) {
+				continue // overwritten while copying: counted on the next Read
+			}
+		}
+		if s.opts.VerifyChecksum && h.Options&memfile.OptChecksum != 0 && crc32.Checksum(data, castagnoli) != uint32(h.Hash) {
+			if hdr.ZeroCopy && !f.mf.Intact(next) {
+				continue // overwritten while checked
+			}
+			s.miss(c, 1)
+			s.checksumErrors.Add(1)
+			c.consumed(next)
+			return false, fmt.Errorf("%w: topic %q publisher %016x clock %d (%d bytes)", ErrChecksum, s.topic, f.info.ID, h.Clock, h.Size)
+		}
+		c.dropped = 0
+		s.dropped.Add(h.Lost)
+		err = s.call(c, next, hdr, data, fn)
+		return true, err
+	}
 }
 
-func (s *Subscriber) consumedClock(pub uint64) uint64 {
-	s.consumedMu.Lock()
-	defer s.consumedMu.Unlock()
-	return s.consumedShared[pub]
+// call runs fn and consumes the message afterwards, also when fn panics. A
+// zero-copy view overwritten meanwhile is reported (ErrOverrun).
+func (s *Subscriber) call(c *cursor, clock uint64, h Header, data []byte, fn func(Header, []byte) error) (err error) {
+	defer c.consumed(clock)
+	err = fn(h, data)
+	if h.ZeroCopy && !c.f.mf.Intact(clock) {
+		s.dropped.Add(1)
+		return errors.Join(fmt.Errorf("%w: topic %q clock %d", ErrOverrun, s.topic, clock), err)
+	}
+	s.received.Add(1)
+	return err
+}
+
+// miss counts n messages of c that s will never see.
+func (s *Subscriber) miss(c *cursor, n uint64) {
+	c.dropped += n
+	s.dropped.Add(n)
+}
+
+// idOK applies the id filter.
+func (s *Subscriber) idOK(id int64) bool {
+	return len(s.opts.IDs) == 0 || slices.Contains(s.opts.IDs, id)
 }
 
 // freeBuffers bounds how many released payload buffers a subscriber keeps.
@@ -502,35 +372,42 @@ const freeBuffers = 4
 // cheaper than the bookkeeping.
 const minRecycle = 4 << 10
 
+// copyBuffer returns a buffer of n bytes for a copy: a fresh or recycled
+// one that the caller keeps (own), else ReceiveFunc's reused buffer.
+func (s *Subscriber) copyBuffer(n int, own bool) []byte {
+	if !own {
+		if cap(s.buf) < n {
+			s.buf = make([]byte, n)
+		}
+		return s.buf[:n]
+	}
+	if n >= minRecycle {
+		for i := 0; i < freeBuffers; i++ {
+			select {
+			case b := <-s.free:
+				if cap(b) >= n {
+					return b[:n]
+				}
+			default:
+				return make([]byte, n)
+			}
+		}
+	}
+	return make([]byte, n)
+}
+
 // Release hands a message's payload buffer back to the subscriber, which
 // reuses it for a later message instead of allocating (a fresh large buffer
 // costs several times the copy itself). Call it only when neither m.Data
-// nor any slice of it is used any more. Optional; ReceiveFunc does it by
-// itself in copy mode.
+// nor any slice of it is used any more. Optional.
 func (s *Subscriber) Release(m Message) {
-	if s.free == nil || cap(m.Data) < minRecycle {
+	if cap(m.Data) < minRecycle {
 		return
 	}
 	select {
 	case s.free <- m.Data[:0]:
 	default:
 	}
-}
-
-// buffer returns a payload buffer of n bytes, reused when one is free.
-func (s *Subscriber) buffer(n int) []byte {
-	for i := 0; i < freeBuffers; i++ {
-		select {
-		case b := <-s.free:
-			if cap(b) >= n {
-				return b[:n]
-			}
-			// Too small for this message: let it go; a bigger one replaces it.
-		default:
-			return make([]byte, n)
-		}
-	}
-	return make([]byte, n)
 }
 
 // Messages returns a channel that receives every message until ctx is done
@@ -543,7 +420,10 @@ func (s *Subscriber) Messages(ctx context.Context) <-chan Message {
 		for {
 			m, err := s.Receive(ctx)
 			if err != nil {
-				return
+				if errors.Is(err, ErrClosed) || ctx.Err() != nil {
+					return
+				}
+				continue // reported problems (type mismatch, ...): go on
 			}
 			select {
 			case ch <- m:
@@ -558,38 +438,18 @@ func (s *Subscriber) Messages(ctx context.Context) <-chan Message {
 }
 
 // Close unregisters the subscriber and wakes blocked Receive calls with
-// ErrClosed.
-func (s *Subscriber) Close() error { return s.close(true) }
+// ErrClosed. The acknowledgements it held back move on.
+func (s *Subscriber) Close() error {
+	s.close()
+	return nil
+}
 
-func (s *Subscriber) close(releaseNode bool) error {
+func (s *Subscriber) close() {
 	first := false
 	s.once.Do(func() { first = true; close(s.closed) })
 	if !first {
-		return nil
+		return
 	}
-	if s.opts.ZeroCopy {
-		// An observer may hold back an ack until s consumes: it need not.
-		for _, o := range *s.obs.Load() {
-			signal(o.consumed)
-		}
-	}
-	n := s.node
-	_ = n.agent.Unregister(s.id)
-	n.mu.Lock()
-	if m := n.subs[s.topic]; m != nil {
-		delete(m, s)
-		if len(m) == 0 {
-			delete(n.subs, s.topic)
-		}
-		n.subscribersChanged(s.topic)
-	}
-	closedNode := n.closed
-	n.mu.Unlock()
-	if !closedNode {
-		n.reconcile(s.topic)
-	}
-	if releaseNode && s.ownNode {
-		return n.Close()
-	}
-	return nil
+	_ = s.node.agent.Unregister(s.id)
+	s.node.removeSubscriber(s)
 }

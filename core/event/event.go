@@ -27,6 +27,8 @@ var (
 	ErrTimeout = errors.New("event: wait timed out")
 	// ErrClosed: the handle was closed.
 	ErrClosed = errors.New("event: closed")
+	// ErrInterrupted: WaitFunc's stop function reported true.
+	ErrInterrupted = errors.New("event: wait interrupted")
 )
 
 // Options configure Create and Open.
@@ -34,6 +36,9 @@ type Options struct {
 	// Mode: permission bits at create; 0 means 0600. Never set through the
 	// umask.
 	Mode os.FileMode
+	// Owner: one more owner uid that Open accepts besides our effective
+	// uid and root (see shm.Options.Owner).
+	Owner uint32
 }
 
 // Event is one process's handle on a named event. Its methods are safe for
@@ -57,7 +62,7 @@ const maxTimeout = 365 * 24 * time.Hour
 var wakes atomic.Uint64
 
 func shmOptions(o Options) shm.Options {
-	return shm.Options{Mode: o.Mode, Size: shm.HeaderSize + dataSize, Version: layoutVersion}
+	return shm.Options{Mode: o.Mode, Size: shm.HeaderSize + dataSize, Version: layoutVersion, Owner: o.Owner}
 }
 
 // Create makes a new event named name (see internal/shmname); it fails with
@@ -157,6 +162,13 @@ func (e *Event) Seq() uint32 {
 // value returned by the previous Wait or Seq; the difference between two
 // results is the number of Sets in between, modulo 2^31.
 func (e *Event) Wait(last uint32, timeout time.Duration) (uint32, error) {
+	return e.WaitFunc(last, timeout, nil)
+}
+
+// WaitFunc is Wait that also returns, with ErrInterrupted, once stop (if not
+// nil) reports true. stop is checked before each sleep and after each
+// wake-up; whoever makes it true calls Interrupt to end a sleep in progress.
+func (e *Event) WaitFunc(last uint32, timeout time.Duration, stop func() bool) (uint32, error) {
 	last &= seqMask
 	if !e.enter() {
 		return last, ErrClosed
@@ -170,6 +182,9 @@ func (e *Event) Wait(last uint32, timeout time.Duration) (uint32, error) {
 		}
 		if e.closing() {
 			return last, ErrClosed
+		}
+		if stop != nil && stop() {
+			return last, ErrInterrupted
 		}
 		now := time.Now()
 		if deadline.IsZero() {
@@ -189,6 +204,17 @@ func (e *Event) Wait(last uint32, timeout time.Duration) (uint32, error) {
 			return last, fmt.Errorf("event: futex wait: %w", err)
 		}
 	}
+}
+
+// Interrupt wakes every process sleeping in Wait on this event without a
+// Set: they check their stop functions (WaitFunc) and sleep again if those
+// are false. It always makes a system call.
+func (e *Event) Interrupt() {
+	if !e.enter() {
+		return
+	}
+	defer e.leave()
+	_, _ = futex.Wake(e.r.seq, 0)
 }
 
 // Value returns the auxiliary word (0 after Close).
@@ -234,6 +260,13 @@ func (e *Event) Attached() (pid int32, tag uint32) {
 
 // Name returns the object name.
 func (e *Event) Name() string { return e.seg.Name() }
+
+// Creator returns the process that created the event.
+func (e *Event) Creator() shm.Creator { return e.seg.Creator() }
+
+// Linked reports whether the event's name still refers to this event (its
+// creator removes it when done).
+func (e *Event) Linked() bool { return e.seg.Linked() }
 
 // Close ends Waits in progress on this handle (they return ErrClosed) and
 // unmaps. A second Close returns ErrClosed.

@@ -1,90 +1,97 @@
 package memfile
 
-// Layout of a memory file (offsets from the start of the file; the first 64
-// bytes are the common header of internal/shm), little-endian:
+// Layout of a memory file, layout version 2: a ring of W message slots over
+// a data area (offsets from the start of the file; the first 64 bytes are
+// the common header of internal/shm), little-endian. docs/protocol.md
+// ("Memory file") states the algorithms and invariants.
 //
 //	off  size type  field
-//	  0    64       common header (kind memfile, version 1)
-//	memfile header, written at create, generation/capacity updated on growth:
+//	  0    64       common header (kind memfile, version 2)
+//	ring header, written at create unless marked atomic:
 //	 64     8 u64   generation: +1 on every growth (atomic)
-//	 72     8 u64   capacity: payload bytes the file holds now (atomic)
-//	 80     8 u64   max data size: largest payload the writer accepts
-//	 88     8 u64   min capacity: smallest capacity after growth
-//	 96     4 u32   reserve: overprovisioning in percent on growth
-//	100     4 u32   memfile header size (64)
-//	104     4 u32   message header offset (128)
-//	108     4 u32   message header area size (128)
-//	112     4 u32   payload offset (256)
-//	116    12       reserved (0)
-//	message header (mirrors eCAL's SMemFileHeader), written by Commit:
-//	128     4 u32   hdr_size: bytes of message header the writer filled (64)
-//	132     4 u32   state: 0 empty, 1 committed, 2 writing (atomic)
-//	136     8 u64   data_size: payload bytes of the message
-//	144     8 i64   id: user id of the message
-//	152     8 u64   clock: per-publisher message counter (0 = none)
-//	160     8 i64   time: send time, unix ns
-//	168     8 u64   hash: CRC-32C of the payload if options bit2, else 0
-//	176     4 u32   options: bit0 zero-copy (unused), bit1 ack requested, bit2 checksum
-//	180     4 u32   ack_timeout_ms
-//	184     8 u64   publisher entity id
-//	192    64       reserved for later message header fields (0)
-//	256     capacity payload
-//
-// The file size is a multiple of the page size; capacity is file size minus
-// payload offset. Readers take offsets and sizes from the file, so a later
-// layout may move the payload or enlarge the headers; hdr_size and the
-// memfile header size let a newer reader read an older writer and an older
-// reader ignore fields it does not know.
+//	 72     8 u64   capacity: bytes of the data area the file holds now (atomic)
+//	 80     8 u64   max message size: largest payload the writer accepts
+//	 88     4 u32   ring header size (960: slot table offset minus 64)
+//	 92     4 u32   slot count W (a power of two, 1..65536)
+//	 96     4 u32   slot size (64)
+//	100     4 u32   slot table offset (1024)
+//	104     4 u32   data offset (slot table end rounded up to the page size)
+//	108     4 u32   reserved (0)
+//	112     8 u64   publisher entity id (binds the file to its publisher)
+//	120     8       reserved (0)
+//	128     8 u64   head: clock of the newest committed message, 0 = none
+//	                (atomic; alone in its cache line: written per message)
+//	136    56       reserved (0)
+//	192     8 u64   waiting: the clock the publisher waits to be acknowledged,
+//	                0 when it does not wait (atomic)
+//	200     4 u32   flags: bit0 closed by its publisher (atomic)
+//	204    52       reserved (0)
+//	256     2 u16   topic length (1..255)
+//	258   255       topic (UTF-8)
+//	513   511       reserved (0)
+//	slot table, W slots of 64 bytes; slot i holds the message whose clock
+//	modulo W is i:
+//	  +0    8 u64   seq: clock of the message in the slot, 0 = none (atomic)
+//	  +8    8 u64   offset of the payload in the data area (multiple of 64)
+//	 +16    8 u64   size of the payload
+//	 +24    8 i64   id: the application's message id
+//	 +32    8 i64   time: commit time, unix ns
+//	 +40    8 u64   hash: CRC-32C of the payload if option bit2, else 0
+//	 +48    4 u32   options: bit1 ack requested, bit2 checksum
+//	 +52    4 u32   ack timeout, ms
+//	 +56    8 u64   lost: messages lost upstream right before this one
+//	data area: capacity bytes from the data offset
 const (
 	offGeneration = 64
 	offCapacity   = 72
-	offMaxData    = 80
-	offMinCap     = 88
-	offReserve    = 96
-	offMFHdrSize  = 100
-	offMsgOff     = 104
-	offMsgArea    = 108
-	offPayloadOff = 112
+	offMaxMessage = 80
+	offRingHdr    = 88
+	offSlots      = 92
+	offSlotSize   = 96
+	offSlotTable  = 100
+	offData       = 104
+	offPublisher  = 112
+	offHead       = 128
+	offWaiting    = 192
+	offFlags      = 200
+	offTopicLen   = 256
+	offTopic      = 258
 
-	mfHdrSize  = 64
-	msgOff     = 128
-	msgArea    = 128
-	payloadOff = 256
+	slotTableOff = 1024
+	ringHdrSize  = slotTableOff - 64
+	slotSize     = 64
 
-	// Offsets inside the message header.
-	mHdrSize   = 0
-	mState     = 4
-	mDataSize  = 8
-	mID        = 16
-	mClock     = 24
-	mTime      = 32
-	mHash      = 40
-	mOptions   = 48
-	mAckTMO    = 52
-	mPublisher = 56
-	// msgHdrV1 is the message header size of layout version 1: the
-	// smallest a writer may record.
-	msgHdrV1 = 64
+	// Offsets inside a slot.
+	sSeq     = 0
+	sOffset  = 8
+	sSize    = 16
+	sID      = 24
+	sTime    = 32
+	sHash    = 40
+	sOptions = 48
+	sAckTMO  = 52
+	sLost    = 56
 
 	// version is the layout version of the kind-specific part.
-	version = 1
-	// maxPayloadOff bounds the payload offset a reader accepts.
-	maxPayloadOff = 64 << 10
+	version = 2
+	// MaxSlots bounds the slot count W.
+	MaxSlots = 1 << 16
+	// maxTopic is the longest topic name (registration.CheckTopic).
+	maxTopic = 255
+	// align is the alignment of every payload in the data area: a cache
+	// line, so that payloads never share one and suit vector loads.
+	align = 64
 	// maxReserve bounds the overprovisioning percentage.
 	maxReserve = 1000
+
+	// flagClosed: the publisher closed the file; no message follows.
+	flagClosed uint32 = 1
 )
 
-// Message states (the state word at message header offset 4). Only the
-// writer, holding the file's mutex exclusively, changes it:
-//
-//	empty     -> writing    Reserve
-//	committed -> writing    Reserve
-//	writing   -> committed  Commit
-//
-// A reader that finds "writing" (the writer died or gave up between Reserve
-// and Commit) gets ErrIncomplete: the payload was partly overwritten.
+// Message option bits (Header.Options).
 const (
-	stateEmpty     uint32 = 0
-	stateCommitted uint32 = 1
-	stateWriting   uint32 = 2
+	// OptAck: the publisher waits for acknowledgements (ack mode).
+	OptAck uint32 = 1 << 1
+	// OptChecksum: Hash holds the CRC-32C (Castagnoli) of the payload.
+	OptChecksum uint32 = 1 << 2
 )

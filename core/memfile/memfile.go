@@ -1,16 +1,17 @@
 // Package memfile implements shmfs memory files: named shared-memory files
-// in /dev/shm that carry one message at a time from a publisher to its
-// subscribers, after eCAL's memory file.
+// in /dev/shm through which one publisher hands messages to the subscribers
+// of a topic, after eCAL's memory file.
 //
 // A memory file is an internal/shm segment of kind KindMemfile holding a
-// memfile header (capacity, generation, sizing), a message header mirroring
-// eCAL's SMemFileHeader, and the payload. It grows in place, never shrinks:
-// the writer extends the file and bumps the generation; a reader notices the
-// bigger capacity on its next Read and maps the new size. No message is
-// lost on growth and no registration round trip is needed.
-//
-// Access is guarded by the file's named mutex (core/mutex), which the caller
-// holds: exclusively for Reserve/Commit, shared (or exclusively) for Read.
+// ring of W message slots over a data area. The publisher (Writer) appends
+// each message to the data area and commits its header to the slot of its
+// clock; readers take messages straight from the slots, without a lock:
+// a reader checks a slot's sequence word before and after it uses the
+// payload (a seqlock), and the writer clears the word of every message
+// before it overwrites its bytes, so a reader never takes an overwritten
+// payload for a message. The file grows in place, never shrinks; readers
+// remap when a slot points past their mapping. Layout: layout.go;
+// algorithms and invariants: docs/protocol.md ("Memory file").
 package memfile
 
 import (
@@ -18,20 +19,19 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/shmfs/shmfs/internal/shm"
 )
 
 // Errors. The shm sentinels are re-exported: errors.Is(err, memfile.ErrCorrupt)
-// holds for a corrupt common header as well as a corrupt memfile header.
+// holds for a corrupt common header as well as a corrupt ring header.
 var (
-	// ErrTooLarge: a message (or initial size) above the file's max data
-	// size, or a commit bigger than the reservation.
+	// ErrTooLarge: a message above the file's max message size.
 	ErrTooLarge = errors.New("memfile: message too large")
-	// ErrIncomplete: the writer reserved space but never committed (it died
-	// or gave up mid-message); the payload may be partly overwritten.
-	ErrIncomplete = errors.New("memfile: message incomplete (writer did not commit)")
+	// ErrOverwritten: the slot no longer holds the message asked for: the
+	// writer reused it (the reader fell behind) or is rewriting it.
+	ErrOverwritten = errors.New("memfile: message overwritten")
 
 	ErrCorrupt          = shm.ErrCorrupt
 	ErrExist            = shm.ErrExist
@@ -46,148 +46,175 @@ var (
 
 // Defaults of Options.
 const (
-	DefaultMinSize = 4096
-	DefaultReserve = 50
-	DefaultMaxSize = 64 << 20
+	DefaultSlots      = 256
+	DefaultMinSize    = 64 << 10
+	DefaultReserve    = 50
+	DefaultMaxMessage = 64 << 20
+	DefaultMaxBuffer  = 4 << 20
 )
 
 // Options for Create. Zero values mean the defaults.
 type Options struct {
-	Mode    os.FileMode // 0 means 0600; group access e.g. 0660
-	MinSize int         // smallest payload capacity, default 4096
-	Reserve int         // overprovisioning on growth in percent, default 50; < 0 means none
-	MaxSize int         // largest payload in bytes, default 64 MiB
+	Mode os.FileMode // 0 means 0600; group access e.g. 0660
+	// Slots is the number of message slots W, a power of two (default 256).
+	Slots int
+	// MinSize is the initial size of the data area (default 64 KiB).
+	MinSize int
+	// Reserve is the overprovisioning in percent when the data area grows
+	// for one large message (default 50; < 0 means none).
+	Reserve int
+	// MaxMessage is the largest payload in bytes (default 64 MiB).
+	MaxMessage int
+	// MaxBuffer bounds growth for the window's sake: while the data area is
+	// smaller, it grows when it cannot hold the last W messages (default
+	// 4 MiB). A single message larger than half the data area makes it
+	// grow regardless, to twice that message plus the reserve.
+	MaxBuffer int
+	// Publisher is the entity id of the publisher that owns the file.
+	Publisher uint64
+	// Topic is the topic the file carries.
+	Topic string
 }
 
-// Message option bits (Header.Options).
-const (
-	OptZeroCopy uint32 = 1 << 0
-	OptAck      uint32 = 1 << 1
-	// OptChecksum: Hash holds the CRC-32C (Castagnoli) of the payload.
-	OptChecksum uint32 = 1 << 2
-)
-
-// Header is the message header (eCAL's SMemFileHeader).
+// Header describes one message (eCAL's SMemFileHeader, per slot).
 type Header struct {
-	DataSize     uint64
-	ID           int64
 	Clock        uint64
+	Size         uint64
+	ID           int64
 	Time         int64 // unix ns
 	Hash         uint64
 	Options      uint32
 	AckTimeoutMs uint32
-	Publisher    uint64
+	// Lost counts messages lost upstream right before this one (a bridge
+	// or gateway that missed them says so).
+	Lost uint64
 }
 
-// File is one open memory file. Read is safe for concurrent use; Reserve and
-// Commit are for the one writer holding the file's mutex exclusively.
+// File is one open memory file. Reading methods are safe for concurrent use;
+// the Writer (Create's side) is for the one publisher.
 type File struct {
 	seg *shm.Segment
-	ro  bool // opened read-only (the shared mapping may still be writable)
-	// Layout and writer parameters, read once at open and validated;
-	// they never change after create.
-	msgOff, msgArea, payloadOff int
-	maxData, minCap             uint64
-	reserve                     uint64
-	reserved                    atomic.Int64 // size of the writer's last Reserve
+	ro  bool
+	// Layout values, read once at open and validated; they never change.
+	slots      uint64 // W, a power of two
+	dataOff    int
+	maxMessage uint64
+	publisher  uint64
+	topic      string
 }
 
 var pageSize = os.Getpagesize()
 
-func roundPage(n uint64) uint64 {
-	p := uint64(pageSize)
-	return (n + p - 1) / p * p
-}
+func roundUp(n, to uint64) uint64 { return (n + to - 1) / to * to }
 
-// Create makes a new memory file with a payload capacity of at least
-// max(MinSize, initialPayload*(100+Reserve)/100), rounded up so that the
-// file fills whole pages. It fails with ErrExist when name exists.
-func Create(name string, initialPayload int, o Options) (*File, error) {
-	minCap, reserve, maxData, err := o.params()
+// Create makes a new memory file. It fails with ErrExist when name exists.
+// Use NewWriter to publish through it.
+func Create(name string, o Options) (*File, error) {
+	p, err := o.params()
 	if err != nil {
 		return nil, fmt.Errorf("memfile: create %s: %w", name, err)
 	}
-	if initialPayload < 0 || uint64(initialPayload) > maxData {
-		return nil, fmt.Errorf("memfile: create %s: initial payload %d, max %d: %w", name, initialPayload, maxData, ErrTooLarge)
-	}
-	size := roundPage(payloadOff + capacityFor(uint64(initialPayload), minCap, reserve, maxData))
+	dataOff := roundUp(slotTableOff+p.slots*slotSize, uint64(pageSize))
+	size := roundUp(dataOff+p.minCap, uint64(pageSize))
 	seg, err := shm.Create(name, shm.KindMemfile, shm.Options{
 		Mode: o.Mode, Size: int(size), Version: version,
 		Init: func(b []byte) error {
 			le := binary.LittleEndian
-			le.PutUint64(b[offGeneration:], 0)
-			le.PutUint64(b[offCapacity:], uint64(len(b)-payloadOff))
-			le.PutUint64(b[offMaxData:], maxData)
-			le.PutUint64(b[offMinCap:], minCap)
-			le.PutUint32(b[offReserve:], uint32(reserve))
-			le.PutUint32(b[offMFHdrSize:], mfHdrSize)
-			le.PutUint32(b[offMsgOff:], msgOff)
-			le.PutUint32(b[offMsgArea:], msgArea)
-			le.PutUint32(b[offPayloadOff:], payloadOff)
+			le.PutUint64(b[offCapacity:], uint64(len(b))-dataOff)
+			le.PutUint64(b[offMaxMessage:], p.maxMessage)
+			le.PutUint32(b[offRingHdr:], ringHdrSize)
+			le.PutUint32(b[offSlots:], uint32(p.slots))
+			le.PutUint32(b[offSlotSize:], slotSize)
+			le.PutUint32(b[offSlotTable:], slotTableOff)
+			le.PutUint32(b[offData:], uint32(dataOff))
+			le.PutUint64(b[offPublisher:], o.Publisher)
+			le.PutUint16(b[offTopicLen:], uint16(len(o.Topic)))
+			copy(b[offTopic:], o.Topic)
 			return nil
 		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("memfile: %w", err)
 	}
-	return newFile(seg)
+	return newFile(seg, false)
 }
 
-// Open maps an existing memory file, read-only for subscribers. Every
-// layout value is validated; a hostile file gives an error, never a fault.
-func Open(name string, readOnly bool) (*File, error) {
-	seg, err := shm.Open(name, shm.KindMemfile, shm.Options{Version: version, ReadOnly: readOnly})
+// OpenOptions configure Open.
+type OpenOptions struct {
+	// ReadOnly maps the file read-only (subscribers).
+	ReadOnly bool
+	// Owner: one more owner uid accepted besides ours and root's (see
+	// shm.Options.Owner).
+	Owner uint32
+}
+
+// Open maps an existing memory file. Every layout value is validated; a
+// hostile file gives an error, never a fault.
+func Open(name string, o OpenOptions) (*File, error) {
+	readOnly := o.ReadOnly
+	seg, err := shm.Open(name, shm.KindMemfile, shm.Options{Version: version, ReadOnly: readOnly, Owner: o.Owner})
 	if err != nil {
 		return nil, fmt.Errorf("memfile: %w", err)
 	}
-	if v := seg.Version(); v < version {
+	if v := seg.Version(); v != version {
 		seg.Close()
-		return nil, fmt.Errorf("memfile: open %s: %w: layout version %d is older than %d", name, ErrVersion, v, version)
+		return nil, fmt.Errorf("memfile: open %s: %w: layout version %d, want %d", name, ErrVersion, v, version)
 	}
-	f, err := newFile(seg)
-	if f != nil {
-		f.ro = readOnly
-	}
-	return f, err
+	return newFile(seg, readOnly)
 }
 
-// params applies the defaults and checks the options.
-func (o Options) params() (minCap, reserve, maxData uint64, err error) {
-	if o.MinSize < 0 || o.MaxSize < 0 {
-		return 0, 0, 0, fmt.Errorf("negative MinSize %d or MaxSize %d", o.MinSize, o.MaxSize)
+// params are Options with defaults applied and checked.
+type params struct {
+	slots, minCap, reserve, maxMessage, maxBuffer uint64
+}
+
+func (o Options) params() (params, error) {
+	p := params{slots: DefaultSlots, minCap: DefaultMinSize, reserve: DefaultReserve,
+		maxMessage: DefaultMaxMessage, maxBuffer: DefaultMaxBuffer}
+	if o.Slots < 0 || o.MinSize < 0 || o.MaxMessage < 0 || o.MaxBuffer < 0 {
+		return p, fmt.Errorf("negative Slots %d, MinSize %d, MaxMessage %d or MaxBuffer %d", o.Slots, o.MinSize, o.MaxMessage, o.MaxBuffer)
 	}
-	minCap, maxData = DefaultMinSize, DefaultMaxSize
+	if o.Slots > 0 {
+		if o.Slots > MaxSlots || o.Slots&(o.Slots-1) != 0 {
+			return p, fmt.Errorf("Slots %d: not a power of two in 1..%d", o.Slots, MaxSlots)
+		}
+		p.slots = uint64(o.Slots)
+	}
 	if o.MinSize > 0 {
-		minCap = uint64(o.MinSize)
+		p.minCap = uint64(o.MinSize)
 	}
-	if o.MaxSize > 0 {
-		maxData = uint64(o.MaxSize)
+	if o.MaxMessage > 0 {
+		p.maxMessage = uint64(o.MaxMessage)
+	}
+	if o.MaxBuffer > 0 {
+		p.maxBuffer = uint64(o.MaxBuffer)
 	}
 	switch {
-	case o.Reserve == 0:
-		reserve = DefaultReserve
 	case o.Reserve > maxReserve:
-		return 0, 0, 0, fmt.Errorf("Reserve %d%% above %d%%", o.Reserve, maxReserve)
+		return p, fmt.Errorf("Reserve %d%% above %d%%", o.Reserve, maxReserve)
 	case o.Reserve > 0:
-		reserve = uint64(o.Reserve)
+		p.reserve = uint64(o.Reserve)
+	case o.Reserve < 0:
+		p.reserve = 0
 	}
-	if maxData > shm.MaxSize-maxPayloadOff {
-		return 0, 0, 0, fmt.Errorf("MaxSize %d above %d: %w", maxData, int64(shm.MaxSize-maxPayloadOff), ErrTooLarge)
+	// Two messages of the largest size plus the reserve must fit below the
+	// shm limit, so that no size computation can overflow.
+	if p.maxMessage > (shm.MaxSize/2)/(100+maxReserve)*100-MaxSlots*slotSize-slotTableOff {
+		return p, fmt.Errorf("MaxMessage %d: %w", p.maxMessage, ErrTooLarge)
 	}
-	return min(minCap, maxData), reserve, maxData, nil
+	if p.minCap > shm.MaxSize/4 || p.maxBuffer > shm.MaxSize/4 {
+		return p, fmt.Errorf("MinSize %d or MaxBuffer %d above %d", p.minCap, p.maxBuffer, int64(shm.MaxSize/4))
+	}
+	if len(o.Topic) == 0 || len(o.Topic) > maxTopic || !utf8.ValidString(o.Topic) {
+		return p, fmt.Errorf("topic of %d bytes: want 1..%d bytes of UTF-8", len(o.Topic), maxTopic)
+	}
+	p.minCap = roundUp(max(p.minCap, align), align)
+	return p, nil
 }
 
-// capacityFor is the capacity to provide for a message of size bytes:
-// size plus reserve percent, at least minCap, at most maxData (but >= size).
-// size <= maxData <= 1 TiB, so the product cannot overflow.
-func capacityFor(size, minCap, reserve, maxData uint64) uint64 {
-	c := max(size*(100+reserve)/100, minCap)
-	return max(min(c, maxData), size)
-}
-
-// newFile validates the memfile header of seg and takes ownership of seg.
-func newFile(seg *shm.Segment) (*File, error) {
-	f := &File{seg: seg}
+// newFile validates the ring header of seg and takes ownership of seg.
+func newFile(seg *shm.Segment, readOnly bool) (*File, error) {
+	f := &File{seg: seg, ro: readOnly}
 	if err := f.load(seg.Bytes()); err != nil {
 		seg.Close()
 		return nil, fmt.Errorf("memfile: open %s: %w", seg.Name(), err)
@@ -195,32 +222,41 @@ func newFile(seg *shm.Segment) (*File, error) {
 	return f, nil
 }
 
-// load reads and checks the fixed part of the memfile header.
+// load reads and checks the fixed part of the ring header.
 func (f *File) load(b []byte) error {
-	if len(b) < shm.HeaderSize+mfHdrSize {
+	if len(b) < slotTableOff {
 		return fmt.Errorf("%w: mapping of %d bytes", ErrCorrupt, len(b))
 	}
 	le := binary.LittleEndian
-	hs := uint64(le.Uint32(b[offMFHdrSize:]))
-	mo := uint64(le.Uint32(b[offMsgOff:]))
-	ma := uint64(le.Uint32(b[offMsgArea:]))
-	po := uint64(le.Uint32(b[offPayloadOff:]))
+	hs := uint64(le.Uint32(b[offRingHdr:]))
+	w := uint64(le.Uint32(b[offSlots:]))
+	ss := uint64(le.Uint32(b[offSlotSize:]))
+	so := uint64(le.Uint32(b[offSlotTable:]))
+	do := uint64(le.Uint32(b[offData:]))
+	tl := uint64(le.Uint16(b[offTopicLen:]))
 	switch {
-	case hs < mfHdrSize || hs%8 != 0:
-		return fmt.Errorf("%w: memfile header size %d", ErrCorrupt, hs)
-	case mo < shm.HeaderSize+hs || mo%8 != 0:
-		return fmt.Errorf("%w: message header offset %d", ErrCorrupt, mo)
-	case ma < msgHdrV1 || ma%8 != 0:
-		return fmt.Errorf("%w: message header area %d", ErrCorrupt, ma)
-	case po < mo+ma || po%8 != 0 || po > maxPayloadOff || po >= uint64(len(b)):
-		return fmt.Errorf("%w: payload offset %d (message header %d+%d, mapping %d)", ErrCorrupt, po, mo, ma, len(b))
+	case hs != ringHdrSize:
+		return fmt.Errorf("%w: ring header size %d", ErrCorrupt, hs)
+	case w == 0 || w > MaxSlots || w&(w-1) != 0:
+		return fmt.Errorf("%w: slot count %d", ErrCorrupt, w)
+	case ss != slotSize:
+		return fmt.Errorf("%w: slot size %d", ErrCorrupt, ss)
+	case so != slotTableOff:
+		return fmt.Errorf("%w: slot table offset %d", ErrCorrupt, so)
+	case do < so+w*ss || do%align != 0 || do >= uint64(len(b)):
+		return fmt.Errorf("%w: data offset %d (slots end at %d, mapping %d)", ErrCorrupt, do, so+w*ss, len(b))
+	case tl == 0 || tl > maxTopic:
+		return fmt.Errorf("%w: topic length %d", ErrCorrupt, tl)
 	}
-	f.msgOff, f.msgArea, f.payloadOff = int(mo), int(ma), int(po)
-	f.maxData = le.Uint64(b[offMaxData:])
-	f.minCap = le.Uint64(b[offMinCap:])
-	f.reserve = uint64(le.Uint32(b[offReserve:]))
-	if f.maxData > shm.MaxSize || f.minCap > f.maxData || f.reserve > maxReserve {
-		return fmt.Errorf("%w: sizing max %d min %d reserve %d%%", ErrCorrupt, f.maxData, f.minCap, f.reserve)
+	topic := string(b[offTopic : offTopic+tl])
+	if !utf8.ValidString(topic) {
+		return fmt.Errorf("%w: topic is not UTF-8", ErrCorrupt)
+	}
+	f.slots, f.dataOff, f.topic = w, int(do), topic
+	f.maxMessage = le.Uint64(b[offMaxMessage:])
+	f.publisher = le.Uint64(b[offPublisher:])
+	if f.maxMessage > shm.MaxSize {
+		return fmt.Errorf("%w: max message size %d", ErrCorrupt, f.maxMessage)
 	}
 	return nil
 }
@@ -228,8 +264,23 @@ func (f *File) load(b []byte) error {
 // Name returns the object name.
 func (f *File) Name() string { return f.seg.Name() }
 
-// Capacity returns the payload capacity recorded in the file (which a reader
-// maps on its next Read); 0 after Close.
+// Slots returns the slot count W.
+func (f *File) Slots() int { return int(f.slots) }
+
+// Publisher returns the publisher entity id recorded at create.
+func (f *File) Publisher() uint64 { return f.publisher }
+
+// Topic returns the topic recorded at create.
+func (f *File) Topic() string { return f.topic }
+
+// MaxMessage returns the largest payload the file accepts.
+func (f *File) MaxMessage() int { return int(f.maxMessage) }
+
+// Creator returns the process that created the file (from its common header).
+func (f *File) Creator() shm.Creator { return f.seg.Creator() }
+
+// Capacity returns the size of the data area recorded in the file (which a
+// reader maps on demand); 0 after Close.
 func (f *File) Capacity() int {
 	b := f.seg.Bytes()
 	if b == nil {
@@ -247,8 +298,42 @@ func (f *File) Generation() uint64 {
 	return load64(b, offGeneration)
 }
 
-// MaxSize returns the largest payload the file accepts.
-func (f *File) MaxSize() int { return int(f.maxData) }
+// Head returns the clock of the newest committed message (0: none yet, or
+// after Close).
+func (f *File) Head() uint64 {
+	b := f.seg.Bytes()
+	if b == nil {
+		return 0
+	}
+	return load64(b, offHead)
+}
+
+// Waiting returns the clock the publisher waits to be acknowledged, 0 when
+// it does not wait.
+func (f *File) Waiting() uint64 {
+	b := f.seg.Bytes()
+	if b == nil {
+		return 0
+	}
+	return load64(b, offWaiting)
+}
+
+// SetWaiting posts the clock the publisher waits for (0: none).
+func (f *File) SetWaiting(c uint64) {
+	if b := f.seg.Bytes(); b != nil && !f.ro {
+		store64(b, offWaiting, c)
+	}
+}
+
+// Closed reports whether the publisher marked the file closed.
+func (f *File) Closed() bool {
+	b := f.seg.Bytes()
+	return b != nil && load32(b, offFlags)&flagClosed != 0
+}
+
+// Linked reports whether the file's name still refers to this file: a
+// publisher that closes unlinks it.
+func (f *File) Linked() bool { return f.seg.Linked() }
 
 // Close releases this process's reference.
 func (f *File) Close() error {
@@ -258,36 +343,42 @@ func (f *File) Close() error {
 	return nil
 }
 
-// Destroy removes the name and closes; mappings of other processes stay
-// valid until they close.
+// Destroy marks the file closed (readers learn that no message follows),
+// removes the name and closes; mappings of other processes stay valid until
+// they close.
 func (f *File) Destroy() error {
+	if b := f.seg.Bytes(); b != nil && !f.ro {
+		or32(b, offFlags, flagClosed)
+	}
 	if err := f.seg.Destroy(); err != nil {
 		return fmt.Errorf("memfile: %w", err)
 	}
 	return nil
 }
 
-// mapping returns the current mapping and the capacity recorded in it,
-// remapping when the file grew beyond the mapping (another process grew it).
-// A capacity the file does not back is corrupt.
-func (f *File) mapping() ([]byte, uint64, error) {
+// data returns the current mapping and the data area it covers, remapping
+// first when need (an end offset in the data area) lies past the mapping:
+// another process grew the file. An end the file does not back is corrupt.
+func (f *File) data(need uint64) ([]byte, error) {
 	b := f.seg.Bytes()
 	if b == nil {
-		return nil, 0, ErrClosed
+		return nil, ErrClosed
 	}
-	c := load64(b, offCapacity)
-	if c > uint64(len(b)-f.payloadOff) {
-		if _, err := f.seg.Refresh(); err != nil {
-			return nil, 0, fmt.Errorf("memfile: %s: remap: %w", f.Name(), err)
-		}
-		b = f.seg.Bytes()
-		if b == nil {
-			return nil, 0, ErrClosed
-		}
-		c = load64(b, offCapacity)
-		if c > uint64(len(b)-f.payloadOff) {
-			return nil, 0, fmt.Errorf("memfile: %s: %w: capacity %d beyond the file's %d bytes", f.Name(), ErrCorrupt, c, len(b))
-		}
+	if need <= uint64(len(b)-f.dataOff) {
+		return b[f.dataOff:], nil
 	}
-	return b, c, nil
+	if c := load64(b, offCapacity); need > c {
+		return nil, fmt.Errorf("%w: payload end %d beyond the capacity %d", ErrCorrupt, need, c)
+	}
+	if _, err := f.seg.Refresh(); err != nil {
+		return nil, fmt.Errorf("remap: %w", err)
+	}
+	b = f.seg.Bytes()
+	if b == nil {
+		return nil, ErrClosed
+	}
+	if need > uint64(len(b)-f.dataOff) {
+		return nil, fmt.Errorf("%w: payload end %d beyond the file's %d-byte data area", ErrCorrupt, need, len(b)-f.dataOff)
+	}
+	return b[f.dataOff:], nil
 }

@@ -201,7 +201,7 @@ func (a *Agent) Update(e Entity) error {
 		return fmt.Errorf("%w: registration: update %016x: topic and kind cannot change", ErrBadValue, e.ID)
 	}
 	n := *p
-	n.Type, n.Encoding, n.BufferCount = e.Type, e.Encoding, e.BufferCount
+	n.Type, n.Encoding, n.BufferCount, n.Origin = e.Type, e.Encoding, e.BufferCount, e.Origin
 	n.MemFiles = slices.Clone(e.MemFiles)
 	n.Sent, n.Dropped, n.AckTimeouts = e.Sent, e.Dropped, e.AckTimeouts
 	n.Flags = e.Flags &^ (FlagQuery | FlagUnregister)
@@ -210,7 +210,7 @@ func (a *Agent) Update(e Entity) error {
 		return fmt.Errorf("registration: update %v: %w", n, err)
 	}
 	urgent := !slices.Equal(n.MemFiles, p.MemFiles) || n.BufferCount != p.BufferCount ||
-		n.Type != p.Type || n.Encoding != p.Encoding || n.Flags != p.Flags
+		n.Type != p.Type || n.Encoding != p.Encoding || n.Flags != p.Flags || n.Origin != p.Origin
 	if !urgent && sameState(p, &n) {
 		a.mu.Unlock()
 		return nil

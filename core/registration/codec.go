@@ -203,6 +203,12 @@ func decodeSample(b []byte) (e Entity, known bool, err error) {
 			}
 		}
 	}
+	// Fields appended by later revisions; an older sender has none.
+	if r.off < len(b) {
+		if e.Origin, err = r.str("origin", MaxOrigin); err != nil {
+			return e, false, err
+		}
+	}
 	if err := validate(&e); err != nil {
 		return e, false, err
 	}
@@ -247,7 +253,7 @@ func sampleSize(e *Entity) int {
 	for _, m := range e.MemFiles {
 		n += 2 + len(m)
 	}
-	return n
+	return n + 2 + len(e.Origin)
 }
 
 // appendSample appends a validated entity (sampleSize bytes).
@@ -273,7 +279,7 @@ func appendSample(dst []byte, e *Entity) []byte {
 	for _, m := range e.MemFiles {
 		dst = appendStr(dst, m)
 	}
-	return dst
+	return appendStr(dst, e.Origin)
 }
 
 func appendStr(dst []byte, s string) []byte {

@@ -18,7 +18,23 @@ func testEntity(d string) Entity {
 		PID: 4242, StartTime: 123456, PIDNamespace: 4026531836, ProcessName: "camera_node", UID: 1000,
 		Kind: KindPublisher, ID: 0x5555666677778888, Topic: "camera.front", Type: "proto:sensor.Image",
 		Encoding: "proto", MemFiles: []string{shmname.Object(d, 0xabcdef, "m0")}, BufferCount: 1,
-		Sent: 1000, Dropped: 2, AckTimeouts: 1, Seq: 77, Flags: 0,
+		Sent: 1000, Dropped: 2, AckTimeouts: 1, Seq: 77, Flags: 0, Origin: "nats:base-station",
+	}
+}
+
+// TestOriginAbsentInOlderSamples: a sample of a sender that predates the
+// origin field (no bytes after the memory files) decodes with no origin.
+func TestOriginAbsentInOlderSamples(t *testing.T) {
+	e := testEntity("d1")
+	b := rawDatagram(e)
+	b = b[:len(b)-2-len(e.Origin)]
+	le.PutUint16(b[HeaderSize:], le.Uint16(b[HeaderSize:])-uint16(2+len(e.Origin)))
+	got, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Origin != "" || got[0].Topic != e.Topic || len(got[0].MemFiles) != 1 {
+		t.Fatalf("decoded %+v", got)
 	}
 }
 
@@ -72,7 +88,8 @@ func hostileCases(d string) []hostileCase {
 		{"string length past end", func() []byte {
 			e := noMem()
 			b := rawDatagram(e)
-			le.PutUint16(b[len(b)-len(e.Encoding)-2:], uint16(len(e.Encoding)+50))
+			// The encoding is followed by the origin.
+			le.PutUint16(b[len(b)-2-len(e.Origin)-len(e.Encoding)-2:], uint16(len(e.Encoding)+50))
 			return b
 		}(), ErrTruncated},
 		{"memory file count lies", func() []byte {
@@ -92,6 +109,14 @@ func hostileCases(d string) []hostileCase {
 		{"host name 10 KB", with(func(e *Entity) { e.HostName = strings.Repeat("h", 10<<10) }), ErrTooLarge},
 		{"type 10 KB", with(func(e *Entity) { e.Type = strings.Repeat("y", 10<<10) }), ErrTooLarge},
 		{"process name with newline", with(func(e *Entity) { e.ProcessName = "evil\nname" }), ErrBadName},
+		{"origin with newline", with(func(e *Entity) { e.Origin = "nats\nhost" }), ErrBadName},
+		{"origin 10 KB", with(func(e *Entity) { e.Origin = strings.Repeat("o", 10<<10) }), ErrTooLarge},
+		{"origin length past end", func() []byte {
+			e := noMem()
+			b := rawDatagram(e)
+			le.PutUint16(b[len(b)-2-len(e.Origin):], uint16(len(e.Origin)+10))
+			return b
+		}(), ErrTruncated},
 		{"domain with slash", with(func(e *Entity) { e.Domain = "a/b" }), ErrBadName},
 		{"domain ..", with(func(e *Entity) { e.Domain = ".." }), ErrBadName},
 		{"memory file ../", with(func(e *Entity) { e.MemFiles = []string{"../../etc/passwd"} }), ErrBadName},

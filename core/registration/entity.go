@@ -61,11 +61,14 @@ type Entity struct {
 	ProcessName  string
 	UID          uint32
 
-	Kind                       Kind
-	ID                         uint64
-	Topic, Type, Encoding      string
-	MemFiles                   []string
-	BufferCount                uint32
+	Kind                  Kind
+	ID                    uint64
+	Topic, Type, Encoding string
+	MemFiles              []string
+	BufferCount           uint32
+	// Origin says where a forwarded entity's messages come from (a bridge
+	// or gateway sets it); empty for an entity of this host.
+	Origin                     string
 	Sent, Dropped, AckTimeouts uint64
 	Seq                        uint64
 	Flags                      uint32
@@ -94,6 +97,7 @@ const (
 	MaxType        = 1024
 	MaxEncoding    = 255
 	MaxMemFiles    = 256 // memory files per entity; also the bound of BufferCount
+	MaxOrigin      = 255
 )
 
 // Errors. Every decoding or validation error wraps ErrInvalid and one of the
@@ -189,6 +193,7 @@ func validate(e *Entity) error {
 		{"process name", e.ProcessName, MaxProcessName},
 		{"type", e.Type, MaxType},
 		{"encoding", e.Encoding, MaxEncoding},
+		{"origin", e.Origin, MaxOrigin},
 	} {
 		if err := checkText(f.what, f.s, f.max); err != nil {
 			return err

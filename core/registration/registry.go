@@ -127,7 +127,7 @@ func sameState(x, y *Entity) bool {
 		x.Topic == y.Topic && x.Type == y.Type && x.Encoding == y.Encoding &&
 		slices.Equal(x.MemFiles, y.MemFiles) && x.BufferCount == y.BufferCount &&
 		x.Sent == y.Sent && x.Dropped == y.Dropped && x.AckTimeouts == y.AckTimeouts &&
-		x.Flags == y.Flags
+		x.Flags == y.Flags && x.Origin == y.Origin
 }
 
 // insert adds an entity; mu held.

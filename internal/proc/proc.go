@@ -75,6 +75,31 @@ func AliveTag(pid int32, tag uint32) bool {
 	return uint32(st) == tag && !deadState(state)
 }
 
+// UID returns the real uid of process pid (from /proc/PID/status).
+func UID(pid int) (uint32, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return 0, ErrNoProcess
+		}
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Uid:"); ok {
+			f := strings.Fields(rest)
+			if len(f) == 0 {
+				break
+			}
+			u, err := strconv.ParseUint(f[0], 10, 32)
+			if err != nil {
+				break
+			}
+			return uint32(u), nil
+		}
+	}
+	return 0, fmt.Errorf("proc: no Uid line in /proc/%d/status", pid)
+}
+
 func deadState(s byte) bool { return s == 'Z' || s == 'X' || s == 'x' }
 
 // Stat returns the start time and the state letter of process pid.

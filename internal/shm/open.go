@@ -20,6 +20,14 @@ func open(name string, kind Kind, o Options) (*Segment, error) {
 	// does not block the open; fstat below refuses it.
 	fd, err := unix.Open(shmname.Path(name), flags|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
+		if err == unix.EACCES {
+			// Say whose it is: the usual cause is another user's topic.
+			var st unix.Stat_t
+			if unix.Lstat(shmname.Path(name), &st) == nil {
+				return nil, fmt.Errorf("shm: open %s: %w: owned by uid %d (mode %#o), we are uid %d",
+					name, ErrPermission, st.Uid, st.Mode&0o777, unix.Geteuid())
+			}
+		}
 		return nil, errno("open", name, err)
 	}
 	var st unix.Stat_t
@@ -75,7 +83,7 @@ func validate(name string, fd int, st *unix.Stat_t, kind Kind, o Options) (*obje
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return nil, fmt.Errorf("%w: not a regular file (mode %#o)", ErrCorrupt, st.Mode)
 	}
-	if euid := uint32(unix.Geteuid()); st.Uid != euid && st.Uid != 0 {
+	if euid := uint32(unix.Geteuid()); st.Uid != euid && st.Uid != 0 && (o.Owner == 0 || st.Uid != o.Owner) {
 		return nil, fmt.Errorf("%w: owned by uid %d, not by us (%d) or root", ErrPermission, st.Uid, euid)
 	}
 	if st.Mode&0o002 != 0 {

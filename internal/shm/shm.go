@@ -87,6 +87,10 @@ type Options struct {
 	Init func(b []byte) error
 	// ReadOnly maps the object PROT_READ (opened O_RDONLY). Open only.
 	ReadOnly bool
+	// Owner, when not zero, is one more owner uid that Open accepts besides
+	// our effective uid and root: the uid of the process that registration
+	// says created the object, as the kernel reports it (/proc). Open only.
+	Owner uint32
 }
 
 // Creator names the process that created an object.
@@ -270,6 +274,13 @@ func (s *Segment) Close() error {
 		return o.release()
 	}
 	return nil
+}
+
+// Linked reports whether the object's name still refers to this object (the
+// same inode): false once its owner removed it, or replaced it.
+func (s *Segment) Linked() bool {
+	var st unix.Stat_t
+	return unix.Lstat(shmname.Path(s.obj.name), &st) == nil && st.Dev == s.obj.dev && st.Ino == s.obj.ino
 }
 
 // Destroy unlinks the name (if it still names this object), then Closes.

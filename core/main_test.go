@@ -1,0 +1,105 @@
+package core_test
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/shmfs/shmfs/core"
+	"github.com/shmfs/shmfs/internal/testutil"
+)
+
+// children are the functions a test runs in a re-executed copy of the test
+// binary; each test file adds its own in init.
+var children = map[string]func([]string) int{}
+
+func TestMain(m *testing.M) {
+	if !testutil.IsChild() {
+		// The godoc examples run without a port: give them a private one,
+		// so that they cannot talk to another test run or a real shmfs on
+		// this host.
+		if c, err := net.ListenPacket("udp4", "127.0.0.1:0"); err == nil {
+			os.Setenv("SHMFS_PORT", strconv.Itoa(c.LocalAddr().(*net.UDPAddr).Port))
+			c.Close()
+		}
+	}
+	testutil.Main(m, children)
+}
+
+// env carries a test's domain and port to its children.
+func env(domain string, port int) []string {
+	return []string{"SHMFS_DOMAIN=" + domain, "SHMFS_PORT=" + strconv.Itoa(port)}
+}
+
+// testConfig is the Config of a test or child: domain and port from env,
+// fast registration timings.
+func testConfig() core.Config {
+	return core.Config{Refresh: 200 * time.Millisecond, Timeout: 2 * time.Second}
+}
+
+func newConfig(t testing.TB) (core.Config, []string) {
+	d, p := testutil.Domain(t), testutil.Port(t)
+	c := testConfig()
+	c.Domain, c.Port = d, p
+	return c, env(d, p)
+}
+
+// openNode opens a node on a private domain and port, closed at cleanup.
+func openNode(t testing.TB) (*core.Node, []string) {
+	t.Helper()
+	cfg, e := newConfig(t)
+	n, err := core.OpenNode(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n, e
+}
+
+// childNode opens the node of a child process (domain and port from env).
+func childNode() (*core.Node, error) { return core.OpenNode(testConfig()) }
+
+func testCtx(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// payload fills a message of size bytes for (publisher, seq): the first 8
+// bytes hold seq, the rest a pattern derived from both.
+func payload(pub, seq uint64, size int) []byte {
+	b := make([]byte, size)
+	fill(b, pub, seq)
+	return b
+}
+
+func fill(b []byte, pub, seq uint64) {
+	if len(b) >= 8 {
+		binary.LittleEndian.PutUint64(b, seq)
+	}
+	x := pub*0x9e3779b97f4a7c15 + seq
+	for i := 8; i < len(b); i++ {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		b[i] = byte(x)
+	}
+}
+
+func fail(format string, a ...any) int {
+	fmt.Fprintf(os.Stderr, format+"\n", a...)
+	return 1
+}
+
+func atoi(s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		panic(err)
+	}
+	return n
+}

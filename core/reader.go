@@ -1,0 +1,573 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/shmfs/shmfs/core/event"
+	"github.com/shmfs/shmfs/core/memfile"
+	"github.com/shmfs/shmfs/core/registration"
+	"github.com/shmfs/shmfs/internal/proc"
+	"github.com/shmfs/shmfs/internal/shm"
+	"github.com/shmfs/shmfs/internal/shmname"
+)
+
+// topicReader is this process's subscriber side of one topic: the bell that
+// every publisher of the topic rings after each message, one feed per
+// publisher, and the topic's subscribers, each with a cursor per feed.
+// Subscribers read the publishers' memory files themselves; whichever of
+// them finds nothing to read sleeps on the bell for all (the leader), the
+// others wait for the leader to wake them (followers): one futex wake per
+// message reaches a Receive, and one thread per topic sleeps.
+type topicReader struct {
+	node  *Node
+	topic string
+	bell  *event.Event
+
+	// mu guards subs, feeds, refused and the waiter state; the lists are
+	// also published as copies (subList, feedList) for lock-free reading.
+	mu       sync.Mutex
+	subs     map[*Subscriber]struct{}
+	feeds    map[uint64]*feed // by publisher entity id
+	refused  map[string]bool  // publisher id + memory file: reported once
+	subList  atomic.Pointer[[]*Subscriber]
+	leading  bool          // a goroutine sleeps on the bell
+	waking   chan struct{} // closed when the leader's sleep ends
+	follower bool          // someone waits on waking
+	// heldSince is when the leader saw a publisher wait for this process's
+	// acknowledgement (per feed); guarded by mu (read and written by the
+	// leader, which holds the role under mu).
+	heldSince map[*feed]time.Time
+	closed    bool
+}
+
+// feed is this process's connection to one publisher of a topic: its memory
+// file (read-only) and the ack event this process created for it.
+type feed struct {
+	t     *topicReader
+	info  EntityInfo
+	mf    *memfile.File
+	l     link // bell: the topic's (not the feed's); ack: the feed's own
+	slots uint64
+
+	// views is held shared by every subscriber while it reads the mapping
+	// and exclusively by release before it unmaps: a view is never unmapped
+	// under a running callback. It guards released.
+	views    sync.RWMutex
+	released bool
+
+	// curs are the cursors of every subscriber of the topic on this feed;
+	// copy-on-write under topicReader.mu.
+	curs atomic.Pointer[[]*cursor]
+	// ackMu serializes recomputations of acked, the newest clock every
+	// cursor that keeps up has consumed (published in the ack event).
+	ackMu sync.Mutex
+	acked atomic.Uint64
+}
+
+// cursor is one subscriber's position in one feed.
+type cursor struct {
+	f *feed
+	s *Subscriber
+	// next is the clock the subscriber takes next.
+	next atomic.Uint64
+	// lagging: the subscriber held the publisher back while others of this
+	// process kept up, so it no longer counts for the acknowledgement
+	// until it catches up (it loses what is overwritten meanwhile).
+	lagging atomic.Bool
+	// accepts: the subscriber takes this publisher's messages (type and
+	// SubscriberOptions.Publishers); set at creation.
+	accepts bool
+	// mismatch: rejected for its type (counted per message).
+	mismatch bool
+	// dropped counts misses not yet reported in a Header; guarded by the
+	// subscriber's recvMu.
+	dropped uint64
+}
+
+// readerLocked returns the topic's reader, creating it (and its bell) for a
+// first subscriber. Caller holds n.mu.
+func (n *Node) readerLocked(topic string) (*topicReader, error) {
+	if t := n.readers[topic]; t != nil {
+		return t, nil
+	}
+	bell, err := event.Create(shmname.Object(n.cfg.Domain, proc.RandomID(), "snd"), event.Options{})
+	if err != nil {
+		return nil, shmError(fmt.Sprintf("subscriber %q: create bell", topic), err)
+	}
+	t := &topicReader{
+		node: n, topic: topic, bell: bell,
+		subs: map[*Subscriber]struct{}{}, feeds: map[uint64]*feed{}, refused: map[string]bool{},
+		waking: make(chan struct{}), heldSince: map[*feed]time.Time{},
+	}
+	t.subList.Store(&[]*Subscriber{})
+	n.readers[topic] = t
+	return t, nil
+}
+
+// addSubscriber gives s a cursor on every feed.
+func (t *topicReader) addSubscriber(s *Subscriber) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.subs[s] = struct{}{}
+	t.publishSubs()
+	var mine []*cursor
+	for _, f := range t.feeds {
+		c := f.newCursor(s)
+		f.curs.Store(appendCopy(f.curs.Load(), c))
+		mine = append(mine, c)
+		f.updateAttached()
+	}
+	s.curs.Store(&mine)
+}
+
+// removeSubscriber drops s's cursors; the acknowledgements it held back
+// advance. It reports whether the topic has no subscriber left.
+func (t *topicReader) removeSubscriber(s *Subscriber) (empty bool) {
+	t.mu.Lock()
+	delete(t.subs, s)
+	t.publishSubs()
+	feeds := make([]*feed, 0, len(t.feeds))
+	for _, f := range t.feeds {
+		var keep []*cursor
+		for _, c := range *f.curs.Load() {
+			if c.s != s {
+				keep = append(keep, c)
+			}
+		}
+		f.curs.Store(&keep)
+		f.updateAttached()
+		feeds = append(feeds, f)
+	}
+	empty = len(t.subs) == 0
+	t.mu.Unlock()
+	for _, f := range feeds {
+		f.recomputeAck()
+	}
+	// A leader sleeping for s (or for nobody now) wakes and re-checks.
+	t.bell.Interrupt()
+	return empty
+}
+
+func (t *topicReader) publishSubs() {
+	l := make([]*Subscriber, 0, len(t.subs))
+	for s := range t.subs {
+		l = append(l, s)
+	}
+	t.subList.Store(&l)
+}
+
+func appendCopy(p *[]*cursor, c *cursor) *[]*cursor {
+	var old []*cursor
+	if p != nil {
+		old = *p
+	}
+	l := make([]*cursor, len(old), len(old)+1)
+	copy(l, old)
+	l = append(l, c)
+	return &l
+}
+
+// newCursor makes s's cursor on f: it starts at the publisher's latest
+// message, or after it with OnlyNew. Caller holds t.mu.
+func (f *feed) newCursor(s *Subscriber) *cursor {
+	c := &cursor{f: f, s: s}
+	c.mismatch = s.opts.Type != "" && s.opts.Type != f.info.Type
+	c.accepts = !c.mismatch && (s.opts.Publishers == nil || s.opts.Publishers(f.info))
+	head := f.mf.Head()
+	switch {
+	case s.opts.OnlyNew:
+		c.next.Store(head + 1)
+	case head == 0:
+		c.next.Store(1)
+	default:
+		c.next.Store(head)
+	}
+	if c.mismatch {
+		s.report(fmt.Errorf("%w: publisher of topic %q (pid %d) has type %q, subscriber wants %q; its messages are ignored",
+			ErrTypeMismatch, f.t.topic, f.info.PID, f.info.Type, s.opts.Type))
+	}
+	return c
+}
+
+// updateAttached tells the publisher whether this process takes its
+// messages at all: it waits only for processes that do. Caller holds t.mu.
+func (f *feed) updateAttached() {
+	for _, c := range *f.curs.Load() {
+		if c.accepts {
+			f.l.ack.SetAttached(proc.Self())
+			return
+		}
+	}
+	f.l.ack.SetAttached(proc.Identity{})
+}
+
+// recomputeAck publishes the newest clock that every cursor keeping up has
+// consumed. It never goes back. With no cursor keeping up it stays where it
+// is: the publisher then times out on this process.
+func (f *feed) recomputeAck() {
+	f.ackMu.Lock()
+	defer f.ackMu.Unlock()
+	m, any := uint64(math.MaxUint64), false
+	for _, c := range *f.curs.Load() {
+		if c.accepts && !c.lagging.Load() {
+			m, any = min(m, c.next.Load()-1), true
+		}
+	}
+	if !any {
+		// Nobody here takes this publisher's messages (or all lag):
+		// acknowledge what is there, so a process that reads nothing of it
+		// never holds it back.
+		if !f.anyAccepting() {
+			m = f.mf.Head()
+		} else {
+			return
+		}
+	}
+	if m > f.acked.Load() {
+		f.acked.Store(m)
+		f.l.publishAck(m, f.mf.Waiting)
+	}
+}
+
+func (f *feed) anyAccepting() bool {
+	for _, c := range *f.curs.Load() {
+		if c.accepts {
+			return true
+		}
+	}
+	return false
+}
+
+// consumed moves c past clock (taken or skipped) and updates the process's
+// acknowledgement if c was the one holding it.
+func (c *cursor) consumed(clock uint64) {
+	old := c.next.Swap(clock + 1)
+	f := c.f
+	if c.lagging.Load() {
+		if clock >= f.acked.Load() {
+			c.lagging.Store(false) // caught up: counts again
+		}
+		return
+	}
+	if old-1 <= f.acked.Load() {
+		f.recomputeAck()
+	}
+}
+
+// addFeed connects to publisher e after verifying its memory file against
+// the announcement: the file's creator must be the announced process, and
+// its header must name the announced publisher and topic. Caller holds no
+// lock. Problems are reported once to the topic's subscribers.
+func (t *topicReader) addFeed(e registration.Entity) {
+	key := fmt.Sprintf("%016x/%s", e.ID, e.MemFiles[0])
+	t.mu.Lock()
+	if t.closed || t.feeds[e.ID] != nil || t.refused[key] {
+		t.mu.Unlock()
+		return
+	}
+	t.mu.Unlock()
+	f, err := t.openFeed(e)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err != nil {
+		if !t.refused[key] {
+			t.refused[key] = true
+			for s := range t.subs {
+				s.report(err)
+			}
+		}
+		return
+	}
+	if t.closed || t.feeds[e.ID] != nil {
+		f.release()
+		return
+	}
+	var curs []*cursor
+	for s := range t.subs {
+		c := f.newCursor(s)
+		curs = append(curs, c)
+		s.curs.Store(appendCopy(s.curs.Load(), c))
+	}
+	f.curs.Store(&curs)
+	f.acked.Store(f.mf.Head())
+	f.updateAttached()
+	t.feeds[e.ID] = f
+	f.recomputeAck()
+}
+
+// openFeed opens and verifies publisher e's memory file and creates this
+// process's ack event for it.
+func (t *topicReader) openFeed(e registration.Entity) (*feed, error) {
+	name := e.MemFiles[0]
+	who := proc.Identity{PID: e.PID, StartTime: e.StartTime}
+	owner, err := proc.UID(int(e.PID))
+	if err != nil {
+		return nil, fmt.Errorf("%w: publisher %016x of topic %q: %v", ErrUnverified, e.ID, t.topic, err)
+	}
+	mf, err := memfile.Open(name, memfile.OpenOptions{ReadOnly: true, Owner: owner})
+	if err != nil {
+		if errors.Is(err, memfile.ErrPermission) {
+			return nil, fmt.Errorf("%w: topic %q: cannot read publisher pid %d's memory file: %w", ErrPermission, t.topic, e.PID, err)
+		}
+		return nil, shmError(fmt.Sprintf("topic %q: open publisher pid %d's memory file", t.topic, e.PID), err)
+	}
+	fail := func(err error) (*feed, error) { mf.Close(); return nil, err }
+	if err := checkCreator(mf.Creator(), e.Instance, who); err != nil {
+		return fail(fmt.Errorf("topic %q: memory file %s: %w", t.topic, name, err))
+	}
+	if mf.Publisher() != e.ID || mf.Topic() != t.topic {
+		return fail(fmt.Errorf("%w: memory file %s belongs to publisher %016x of topic %q, registration announced publisher %016x of topic %q",
+			ErrUnverified, name, mf.Publisher(), mf.Topic(), e.ID, t.topic))
+	}
+	if mf.Closed() {
+		return fail(fmt.Errorf("%w: topic %q: publisher %016x closed", ErrClosed, t.topic, e.ID))
+	}
+	ackName := event.AckName(name, proc.InstanceID())
+	ack, err := event.Create(ackName, event.Options{})
+	if errors.Is(err, shm.ErrExist) {
+		// Left by an earlier feed of this process that could not remove
+		// it: reuse it if it is ours.
+		if ack, err = event.Open(ackName, event.Options{}); err == nil && ack.Creator().Instance != proc.InstanceID() {
+			ack.Close()
+			err = fmt.Errorf("%w: %s was created by another process", ErrUnverified, ackName)
+		}
+	}
+	if err != nil {
+		return fail(shmError(fmt.Sprintf("topic %q: create ack event", t.topic), err))
+	}
+	f := &feed{t: t, info: entityInfo(e), mf: mf, l: link{bell: t.bell, ack: ack, peer: who}, slots: uint64(mf.Slots())}
+	f.curs.Store(&[]*cursor{})
+	return f, nil
+}
+
+// gone reports whether the publisher behind f is really gone: it closed
+// its file, removed it, or died. Registration alone is not believed.
+func (f *feed) gone() bool {
+	return f.mf.Closed() || !f.mf.Linked() || !f.l.peer.Alive()
+}
+
+// removeFeed disconnects f: cursors go, then the mapping (once no view is in
+// use) and the ack event.
+func (t *topicReader) removeFeed(f *feed) {
+	t.mu.Lock()
+	if t.feeds[f.info.ID] != f {
+		t.mu.Unlock()
+		return
+	}
+	delete(t.feeds, f.info.ID)
+	delete(t.heldSince, f)
+	for s := range t.subs {
+		var keep []*cursor
+		for _, c := range *s.curs.Load() {
+			if c.f != f {
+				keep = append(keep, c)
+			}
+		}
+		s.curs.Store(&keep)
+	}
+	t.mu.Unlock()
+	f.release()
+}
+
+// release unmaps the file and removes the ack event. It waits for readers
+// of the mapping; if one is inside a callback (it may be the caller itself,
+// closing from inside a callback), the release finishes in the background
+// once it returns.
+func (f *feed) release() {
+	if !f.views.TryLock() {
+		go func() {
+			f.views.Lock()
+			f.releaseLocked()
+		}()
+		return
+	}
+	f.releaseLocked()
+}
+
+func (f *feed) releaseLocked() {
+	if f.released {
+		f.views.Unlock()
+		return
+	}
+	f.released = true
+	f.views.Unlock()
+	f.l.ack.SetAttached(proc.Identity{})
+	_ = f.l.ack.Destroy()
+	_ = f.mf.Close()
+}
+
+// sync brings the feeds in line with the local publishers registration
+// knows (want, by entity id): it connects to new ones and disconnects from
+// those that are really gone.
+func (t *topicReader) sync(want map[uint64]registration.Entity) {
+	t.mu.Lock()
+	var gone []*feed
+	for id, f := range t.feeds {
+		if e, ok := want[id]; ok && e.MemFiles[0] == f.mf.Name() && !f.mf.Closed() {
+			continue
+		}
+		if f.gone() {
+			gone = append(gone, f)
+		}
+	}
+	t.mu.Unlock()
+	for _, f := range gone {
+		t.removeFeed(f)
+	}
+	for _, e := range want {
+		t.addFeed(e)
+	}
+}
+
+// close disconnects every feed and removes the bell; the node calls it when
+// the topic's last subscriber closed.
+func (t *topicReader) close() {
+	t.mu.Lock()
+	t.closed = true
+	feeds := make([]*feed, 0, len(t.feeds))
+	for _, f := range t.feeds {
+		feeds = append(feeds, f)
+	}
+	t.mu.Unlock()
+	for _, f := range feeds {
+		t.removeFeed(f)
+	}
+	t.bell.Interrupt()
+	_ = t.bell.Destroy()
+}
+
+// wait sleeps until the bell rings after seq (the bell's sequence before
+// the caller found nothing to read), ctx is done or s closes. The first
+// waiter sleeps on the bell (leader); later ones wait for the leader's
+// wake-up (followers). The leader also sets aside subscribers that hold a
+// waiting publisher back (checkHeld) and bounds its sleep by their
+// deadline.
+func (t *topicReader) wait(ctx context.Context, s *Subscriber, seq uint32) error {
+	t.mu.Lock()
+	if t.bell.Seq() != seq || t.closed {
+		t.mu.Unlock()
+		return nil // rang meanwhile: read again
+	}
+	if t.leading {
+		t.follower = true
+		waking := t.waking
+		t.mu.Unlock()
+		select {
+		case <-waking:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.closed:
+			return ErrClosed
+		}
+	}
+	t.leading = true
+	sleep := t.checkHeldLocked()
+	t.mu.Unlock()
+
+	stop := func() bool { return ctx.Err() != nil || s.isClosed() }
+	if ctx.Done() != nil {
+		defer context.AfterFunc(ctx, t.bell.Interrupt)()
+	}
+	_, err := t.bell.WaitFunc(seq, sleep, stop)
+
+	t.mu.Lock()
+	t.leading = false
+	if t.follower {
+		close(t.waking)
+		t.waking, t.follower = make(chan struct{}), false
+	}
+	t.mu.Unlock()
+	switch {
+	case err == nil, errors.Is(err, event.ErrTimeout):
+		return nil
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case s.isClosed(), errors.Is(err, event.ErrClosed):
+		return ErrClosed
+	case errors.Is(err, event.ErrInterrupted):
+		return nil
+	}
+	return fmt.Errorf("%w: topic %q: wait: %w", ErrSystem, t.topic, err)
+}
+
+// waitSlice bounds one sleep of the leader, so that it re-checks the
+// publishers' state now and then even when nothing rings.
+const waitSlice = time.Second
+
+// checkHeldLocked looks for publishers that wait for this process's
+// acknowledgement (they post the clock they wait for in their memory file
+// and ring the bell). When one waits for longer than half its ack timeout
+// while some subscriber here has taken the message, the subscribers that
+// have not are marked lagging: the acknowledgement moves on without them,
+// so that the publisher is not held back (and does not give up on the
+// whole process) because of them. It returns how long the leader may
+// sleep. Caller holds t.mu and is the leader.
+func (t *topicReader) checkHeldLocked() time.Duration {
+	sleep := waitSlice
+	now := time.Now()
+	for _, f := range t.feeds {
+		w := f.mf.Waiting()
+		if w == 0 || f.acked.Load() >= w {
+			delete(t.heldSince, f)
+			continue
+		}
+		since, ok := t.heldSince[f]
+		if !ok {
+			since = now
+			t.heldSince[f] = now
+		}
+		limit := f.ackTimeout(w) / 2
+		if left := since.Add(limit).Sub(now); left > 0 {
+			sleep = min(sleep, left)
+			continue
+		}
+		delete(t.heldSince, f)
+		f.setAsideLaggards(w)
+	}
+	return sleep
+}
+
+// ackTimeout returns the ack timeout of the publisher's message clock
+// (from its slot), at least 1 ms.
+func (f *feed) ackTimeout(clock uint64) time.Duration {
+	f.views.RLock()
+	defer f.views.RUnlock()
+	if f.released {
+		return time.Millisecond
+	}
+	h, _, err := f.mf.Read(clock)
+	if err != nil || h.AckTimeoutMs == 0 {
+		return time.Millisecond
+	}
+	return time.Duration(h.AckTimeoutMs) * time.Millisecond
+}
+
+// setAsideLaggards marks lagging every accepting cursor that has not taken
+// clock w, provided one has: a process whose subscribers all lag is left
+// to the publisher's own timeout.
+func (f *feed) setAsideLaggards(w uint64) {
+	curs := *f.curs.Load()
+	keeps := false
+	for _, c := range curs {
+		if c.accepts && !c.lagging.Load() && c.next.Load() > w {
+			keeps = true
+		}
+	}
+	if !keeps {
+		return
+	}
+	for _, c := range curs {
+		if c.accepts && !c.lagging.Load() && c.next.Load() <= w {
+			c.lagging.Store(true)
+			c.s.laggings.Add(1)
+		}
+	}
+	f.recomputeAck()
+}
