@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/signal"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -63,6 +65,23 @@ func openNode(t testing.TB) (*core.Node, []string) {
 
 // childNode opens the node of a child process (domain and port from env).
 func childNode() (*core.Node, error) { return core.OpenNode(testConfig()) }
+
+// childContext is a child's context: done after d or at SIGTERM, so that a
+// child stopped by stopChild closes its node and leaves nothing behind.
+func childContext(d time.Duration) (context.Context, context.CancelFunc) {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	ctx, cancel := context.WithTimeout(ctx, d)
+	return ctx, func() { cancel(); stop() }
+}
+
+// stopChild ends a child that waits in childContext and waits for it.
+func stopChild(t testing.TB, c *testutil.Child) {
+	t.Helper()
+	_ = c.Cmd.Process.Signal(syscall.SIGTERM)
+	if err := c.Wait(t, 10*time.Second); err != nil {
+		t.Errorf("child after SIGTERM: %v", err)
+	}
+}
 
 func testCtx(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)

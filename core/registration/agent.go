@@ -1,6 +1,7 @@
 package registration
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -19,8 +20,12 @@ const (
 	networkDatagram = 1400
 	readTimeout     = time.Second            // receiver wakes to check for Close
 	sendTimeout     = 100 * time.Millisecond // per datagram
-	closeTimeout    = 5 * time.Second
-	maxTombstones   = 1024 // unregistrations repeated at the next refresh
+	syncTimeout     = 100 * time.Millisecond // a Sync marker that did not come back
+	// syncHeaderSize: a Sync marker is a datagram header of this size with
+	// no samples; bytes 16..23 hold the marker number (peers ignore them).
+	syncHeaderSize = HeaderSize + 8
+	closeTimeout   = 5 * time.Second
+	maxTombstones  = 1024 // unregistrations repeated at the next refresh
 )
 
 // key names an entity across all hosts: owner process instance and entity id.
@@ -41,8 +46,14 @@ type Agent struct {
 	stats       counters
 
 	query chan struct{} // capacity 1: the receiver asks the loop to re-announce
-	stop  chan struct{} // closed by Close
-	wg    sync.WaitGroup
+
+	// syncMu guards the markers Sync sent and the receiver saw.
+	syncMu             sync.Mutex
+	syncSent, syncSeen uint64
+	syncCh             chan struct{} // closed (and replaced) when a marker is seen
+
+	stop chan struct{} // closed by Close
+	wg   sync.WaitGroup
 
 	// sendMu serialises building and sending datagrams so that sequence
 	// numbers leave in increasing order (a refresh can never overtake an
@@ -97,6 +108,7 @@ func NewAgent(cfg Config) (*Agent, error) {
 		dst:         dst,
 		started:     cfg.Now(),
 		query:       make(chan struct{}, 1),
+		syncCh:      make(chan struct{}),
 		stop:        make(chan struct{}),
 		// Sequence numbers start at the wall clock so that a new agent in
 		// the same process (same instance) outranks an old one's samples.
@@ -496,6 +508,68 @@ func (a *Agent) loop() {
 			last = time.Now()
 		}
 	}
+}
+
+// Sync returns once the receiver has handled every datagram that reached
+// this agent's socket before the call: it sends a marker datagram to the
+// registration address (which every agent, this one included, receives)
+// and waits until the receiver sees it. The kernel queues datagrams in
+// order, so a peer's announcement sent before Sync was called (a process
+// that printed "ready" after registering, say) is in the registry when Sync
+// returns. Bounded by ctx and by syncTimeout (a lost marker); it reports
+// whether the marker came back.
+func (a *Agent) Sync(ctx context.Context) bool {
+	a.syncMu.Lock()
+	a.syncSent++
+	n := a.syncSent
+	a.syncMu.Unlock()
+	b := le.AppendUint32(nil, Magic)
+	b = append(b, Version, syncHeaderSize)
+	b = le.AppendUint16(b, 0)
+	b = le.AppendUint64(b, a.sender)
+	b = le.AppendUint64(b, n)
+	a.sendMu.Lock()
+	_ = a.send.SetWriteDeadline(time.Now().Add(sendTimeout))
+	_, err := a.send.WriteToUDP(b, a.dst)
+	a.sendMu.Unlock()
+	if err != nil {
+		a.stats.sendErrors.Add(1)
+		return false
+	}
+	timer := time.NewTimer(syncTimeout)
+	defer timer.Stop()
+	for {
+		a.syncMu.Lock()
+		seen, ch := a.syncSeen, a.syncCh
+		a.syncMu.Unlock()
+		if seen >= n {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			return false
+		case <-ctx.Done():
+			return false
+		case <-a.stop:
+			return false
+		}
+	}
+}
+
+// syncMarker handles an own datagram: a marker of Sync wakes its waiters.
+func (a *Agent) syncMarker(b []byte) {
+	if len(b) < syncHeaderSize || int(b[5]) < syncHeaderSize {
+		return
+	}
+	n := le.Uint64(b[HeaderSize:])
+	a.syncMu.Lock()
+	if n > a.syncSeen && n <= a.syncSent {
+		a.syncSeen = n
+		close(a.syncCh)
+		a.syncCh = make(chan struct{})
+	}
+	a.syncMu.Unlock()
 }
 
 // receive reads datagrams until Close.

@@ -12,6 +12,7 @@ func (a *Agent) handle(b []byte) {
 	a.stats.datagramsReceived.Add(1)
 	if len(b) >= HeaderSize && le.Uint32(b) == Magic && le.Uint64(b[8:]) == a.sender {
 		a.stats.own.Add(1)
+		a.syncMarker(b)
 		return
 	}
 	d, err := decode(b)
