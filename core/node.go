@@ -214,12 +214,15 @@ func (n *Node) announceCounters() {
 	}
 }
 
-// discover waits, when the node is young, until since+wait: long enough for
+// discover makes the registry as complete as it can be now: it handles
+// every announcement that already reached this process (Agent.Sync), and
+// when the node is young it also waits until since+wait, long enough for
 // the running processes to answer a registration query sent at since. A
 // node that has listened for a whole refresh period knows them already.
 func (n *Node) discover(ctx context.Context, since time.Time, wait time.Duration) error {
+	n.agent.Sync(ctx)
 	if wait <= 0 || since.Sub(n.agent.Started()) >= n.cfg.Refresh {
-		return nil
+		return ctx.Err()
 	}
 	return sleepCtx(ctx, time.Until(since.Add(wait)))
 }
