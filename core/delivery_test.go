@@ -137,6 +137,8 @@ func childPub(args []string) int {
 // number of connected publishers changes, and "msg <seq>" per message.
 func childWatchPubs(args []string) int {
 	a := testutil.ChildArgs(args)
+	ctx, cancel := childContext(60 * time.Second)
+	defer cancel()
 	n, err := childNode()
 	if err != nil {
 		return fail("OpenNode: %v", err)
@@ -156,8 +158,6 @@ func childWatchPubs(args []string) int {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}()
-	ctx, cancel := childContext(60 * time.Second)
-	defer cancel()
 	for {
 		m, err := s.Receive(ctx)
 		if err != nil {

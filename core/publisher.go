@@ -410,17 +410,16 @@ func (p *Publisher) awaitSubscribers(ctx context.Context) error {
 }
 
 // allAttached reports whether every local subscriber process that
-// registration knows for the topic has a link and has attached to it.
+// registration knows for the topic is linked: it made its ack event, so it
+// reads this publisher from a cursor that predates any message sent now
+// (or it takes none of them: the event is not attached).
 func (p *Publisher) allAttached() bool {
 	want := p.node.subscriberProcs(p.topic)
 	p.procsMu.Lock()
 	defer p.procsMu.Unlock()
 	for inst, e := range want {
-		sp := p.procs[inst]
-		if sp == nil || !sp.attached() {
-			if (proc.Identity{PID: e.PID, StartTime: e.StartTime}).Alive() {
-				return false
-			}
+		if p.procs[inst] == nil && (proc.Identity{PID: e.PID, StartTime: e.StartTime}).Alive() {
+			return false
 		}
 	}
 	return true

@@ -44,6 +44,9 @@ type topicReader struct {
 	// leader, which holds the role under mu).
 	heldSince map[*feed]time.Time
 	closed    bool
+	// pokes counts calls of poke: a leader whose sleep began before one
+	// returns, so that every waiter re-checks its state.
+	pokes atomic.Uint64
 }
 
 // feed is this process's connection to one publisher of a topic: its memory
@@ -150,7 +153,7 @@ func (t *topicReader) removeSubscriber(s *Subscriber) (empty bool) {
 		f.recomputeAck()
 	}
 	// A leader sleeping for s (or for nobody now) wakes and re-checks.
-	t.bell.Interrupt()
+	t.poke()
 	return empty
 }
 
@@ -262,8 +265,12 @@ func (c *cursor) consumed(clock uint64) {
 
 // addFeed connects to publisher e after verifying its memory file against
 // the announcement: the file's creator must be the announced process, and
-// its header must name the announced publisher and topic. Caller holds no
-// lock. Problems are reported once to the topic's subscribers.
+// its header must name the announced publisher and topic. The subscribers'
+// cursors exist before the ack event appears (with its attached word
+// already set when some subscriber takes the publisher's messages): once
+// the publisher sees the ack event it may count on this process, and no
+// message it sends from then on can fall before a cursor. Problems are
+// reported once to the topic's subscribers. Caller holds no lock.
 func (t *topicReader) addFeed(e registration.Entity) {
 	key := fmt.Sprintf("%016x/%s", e.ID, e.MemFiles[0])
 	t.mu.Lock()
@@ -275,6 +282,25 @@ func (t *topicReader) addFeed(e registration.Entity) {
 	f, err := t.openFeed(e)
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if err == nil && (t.closed || t.feeds[e.ID] != nil) {
+		f.mf.Close()
+		return
+	}
+	if err == nil {
+		var curs []*cursor
+		for s := range t.subs {
+			curs = append(curs, f.newCursor(s))
+		}
+		f.curs.Store(&curs)
+		var attached proc.Identity
+		if f.anyAccepting() {
+			attached = proc.Self()
+		}
+		if f.l.ack, err = createAck(f.mf.Name(), attached); err != nil {
+			f.mf.Close()
+			err = fmt.Errorf("topic %q: %w", t.topic, err)
+		}
+	}
 	if err != nil {
 		if !t.refused[key] {
 			t.refused[key] = true
@@ -284,25 +310,15 @@ func (t *topicReader) addFeed(e registration.Entity) {
 		}
 		return
 	}
-	if t.closed || t.feeds[e.ID] != nil {
-		f.release()
-		return
+	for _, c := range *f.curs.Load() {
+		c.s.curs.Store(appendCopy(c.s.curs.Load(), c))
 	}
-	var curs []*cursor
-	for s := range t.subs {
-		c := f.newCursor(s)
-		curs = append(curs, c)
-		s.curs.Store(appendCopy(s.curs.Load(), c))
-	}
-	f.curs.Store(&curs)
-	f.acked.Store(f.mf.Head())
-	f.updateAttached()
 	t.feeds[e.ID] = f
+	f.acked.Store(f.mf.Head())
 	f.recomputeAck()
 }
 
-// openFeed opens and verifies publisher e's memory file and creates this
-// process's ack event for it.
+// openFeed opens and verifies publisher e's memory file.
 func (t *topicReader) openFeed(e registration.Entity) (*feed, error) {
 	name := e.MemFiles[0]
 	who := proc.Identity{PID: e.PID, StartTime: e.StartTime}
@@ -328,22 +344,30 @@ func (t *topicReader) openFeed(e registration.Entity) (*feed, error) {
 	if mf.Closed() {
 		return fail(fmt.Errorf("%w: topic %q: publisher %016x closed", ErrClosed, t.topic, e.ID))
 	}
-	ackName := event.AckName(name, proc.InstanceID())
-	ack, err := event.Create(ackName, event.Options{})
+	f := &feed{t: t, info: entityInfo(e), mf: mf, l: link{bell: t.bell, peer: who}, slots: uint64(mf.Slots())}
+	f.curs.Store(&[]*cursor{})
+	return f, nil
+}
+
+// createAck creates this process's ack event for a publisher's memory file.
+func createAck(memfileName string, attached proc.Identity) (*event.Event, error) {
+	name := event.AckName(memfileName, proc.InstanceID())
+	ack, err := event.Create(name, event.Options{Attached: attached})
 	if errors.Is(err, shm.ErrExist) {
 		// Left by an earlier feed of this process that could not remove
 		// it: reuse it if it is ours.
-		if ack, err = event.Open(ackName, event.Options{}); err == nil && ack.Creator().Instance != proc.InstanceID() {
-			ack.Close()
-			err = fmt.Errorf("%w: %s was created by another process", ErrUnverified, ackName)
+		if ack, err = event.Open(name, event.Options{}); err == nil {
+			if ack.Creator().Instance != proc.InstanceID() {
+				ack.Close()
+				return nil, fmt.Errorf("%w: %s was created by another process", ErrUnverified, name)
+			}
+			ack.SetAttached(attached)
 		}
 	}
 	if err != nil {
-		return fail(shmError(fmt.Sprintf("topic %q: create ack event", t.topic), err))
+		return nil, shmError("create ack event", err)
 	}
-	f := &feed{t: t, info: entityInfo(e), mf: mf, l: link{bell: t.bell, ack: ack, peer: who}, slots: uint64(mf.Slots())}
-	f.curs.Store(&[]*cursor{})
-	return f, nil
+	return ack, nil
 }
 
 // gone reports whether the publisher behind f is really gone: it closed
@@ -438,7 +462,7 @@ func (t *topicReader) close() {
 	for _, f := range feeds {
 		t.removeFeed(f)
 	}
-	t.bell.Interrupt()
+	t.poke()
 	_ = t.bell.Destroy()
 }
 
@@ -469,9 +493,10 @@ func (t *topicReader) wait(ctx context.Context, s *Subscriber, seq uint32) error
 	}
 	t.leading = true
 	sleep := t.checkHeldLocked()
+	pokes := t.pokes.Load()
 	t.mu.Unlock()
 
-	stop := func() bool { return ctx.Err() != nil || s.isClosed() }
+	stop := func() bool { return ctx.Err() != nil || s.isClosed() || t.pokes.Load() != pokes }
 	if ctx.Done() != nil {
 		defer context.AfterFunc(ctx, t.bell.Interrupt)()
 	}
@@ -495,6 +520,13 @@ func (t *topicReader) wait(ctx context.Context, s *Subscriber, seq uint32) error
 		return nil
 	}
 	return fmt.Errorf("%w: topic %q: wait: %w", ErrSystem, t.topic, err)
+}
+
+// poke wakes every waiter of the topic (the leader, and through it the
+// followers): a subscriber has something to report, or closed.
+func (t *topicReader) poke() {
+	t.pokes.Add(1)
+	t.bell.Interrupt()
 }
 
 // waitSlice bounds one sleep of the leader, so that it re-checks the

@@ -128,6 +128,9 @@ func (s *Subscriber) report(err error) {
 	case s.errs <- err:
 	default:
 	}
+	if s.t != nil {
+		s.t.poke()
+	}
 }
 
 // pending returns a queued error, if any.

@@ -10,6 +10,7 @@
 package event
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -39,6 +40,9 @@ type Options struct {
 	// Owner: one more owner uid that Open accepts besides our effective
 	// uid and root (see shm.Options.Owner).
 	Owner uint32
+	// Attached: the attached identity a new event starts with (Create
+	// only), set before the event appears under its name.
+	Attached proc.Identity
 }
 
 // Event is one process's handle on a named event. Its methods are safe for
@@ -62,7 +66,14 @@ const maxTimeout = 365 * 24 * time.Hour
 var wakes atomic.Uint64
 
 func shmOptions(o Options) shm.Options {
-	return shm.Options{Mode: o.Mode, Size: shm.HeaderSize + dataSize, Version: layoutVersion, Owner: o.Owner}
+	so := shm.Options{Mode: o.Mode, Size: shm.HeaderSize + dataSize, Version: layoutVersion, Owner: o.Owner}
+	if w := o.Attached.Pack(); w != 0 {
+		so.Init = func(b []byte) error {
+			binary.LittleEndian.PutUint64(b[shm.HeaderSize+offAttached:], w)
+			return nil
+		}
+	}
+	return so
 }
 
 // Create makes a new event named name (see internal/shmname); it fails with

@@ -33,3 +33,26 @@ func WaitBlockedInRead(t testing.TB, pid int, timeout time.Duration) {
 		return nil
 	})
 }
+
+// WaitStopped polls until process pid is stopped (state T, after SIGSTOP
+// took effect): a signal is delivered asynchronously, so a test that
+// stops a process must wait for proof before it relies on it. It fails the
+// test after timeout.
+func WaitStopped(t testing.TB, pid int, timeout time.Duration) {
+	t.Helper()
+	CheckFor(t, timeout, time.Millisecond, func() error {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			return err
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 || i+2 >= len(s) {
+			return fmt.Errorf("pid %d: unreadable stat %q", pid, s)
+		}
+		if st := s[i+2]; st != 'T' && st != 't' {
+			return fmt.Errorf("pid %d is in state %c, not stopped", pid, st)
+		}
+		return nil
+	})
+}
