@@ -21,9 +21,8 @@ type backend interface {
 }
 
 type subOptions struct {
-	zeroCopy  bool
-	onlyNew   bool // skip the message already in shared memory
-	queueSize int
+	zeroCopy bool
+	onlyNew  bool // skip the message already in shared memory
 }
 
 type publisher interface {
@@ -71,7 +70,7 @@ func (b coreBackend) NewPublisher(topic, typ string) (publisher, error) {
 }
 
 func (b coreBackend) NewSubscriber(topic string, o subOptions) (subscriber, error) {
-	s, err := b.n.NewSubscriber(topic, &core.SubscriberOptions{ZeroCopy: o.zeroCopy, OnlyNew: o.onlyNew, QueueSize: o.queueSize})
+	s, err := b.n.NewSubscriber(topic, &core.SubscriberOptions{ZeroCopy: o.zeroCopy, OnlyNew: o.onlyNew})
 	if err != nil {
 		return nil, err
 	}

@@ -29,7 +29,7 @@ var benchChildren = map[string]func([]string) int{
 	"corepong": childCorePong,
 	"coredrain": func(args []string) int {
 		a := testutil.ChildArgs(args)
-		s, err := core.NewSubscriber(a[0], nil)
+		s, err := coreNode().NewSubscriber(a[0], nil)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
@@ -167,13 +167,13 @@ func childFSWrite(args []string) int {
 
 // childCorePong echoes topic ping to topic pong with the core API.
 func childCorePong(args []string) int {
-	s, err := core.NewSubscriber("ping", nil)
+	s, err := coreNode().NewSubscriber("ping", nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	defer s.Close()
-	p, err := core.NewPublisher("pong", &core.PublisherOptions{AckTimeout: time.Second})
+	p, err := coreNode().NewPublisher("pong", &core.PublisherOptions{AckTimeout: time.Second})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -91,7 +91,7 @@ func (n *dataNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 		h.write = true
 	}
 	if acc == syscall.O_RDONLY || acc == syscall.O_RDWR {
-		sub, err := n.fs.be.NewSubscriber(n.topic, subOptions{queueSize: n.fs.opts.QueueSize, onlyNew: true})
+		sub, err := n.fs.be.NewSubscriber(n.topic, subOptions{onlyNew: true})
 		if err != nil {
 			n.fs.release(t)
 			n.fs.log.Printf("topic %q: subscriber: %v", n.topic, err)

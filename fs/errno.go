@@ -23,8 +23,12 @@ func errno(err error) syscall.Errno {
 		return syscall.EPROTOTYPE
 	case errors.Is(err, core.ErrClosed):
 		return syscall.ENODEV
-	case errors.Is(err, core.ErrLockTimeout):
+	case errors.Is(err, core.ErrAckTimeout):
 		return syscall.ETIMEDOUT
+	case errors.Is(err, core.ErrNoSpace):
+		return syscall.ENOSPC
+	case errors.Is(err, core.ErrPermission):
+		return syscall.EACCES
 	}
 	return syscall.EIO
 }

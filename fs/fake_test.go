@@ -102,17 +102,18 @@ func (b *fakeBroker) NewPublisher(topic, typ string) (publisher, error) {
 	return p, nil
 }
 
+// fakeQueueSize bounds a fake subscriber's queue (the real ones read the
+// publisher's window).
+const fakeQueueSize = 256
+
 func (b *fakeBroker) NewSubscriber(topic string, o subOptions) (subscriber, error) {
 	if topic == "" {
 		return nil, core.ErrInvalidTopic
 	}
-	if o.queueSize == 0 {
-		o.queueSize = core.DefaultQueueSize
-	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.nextID++
-	s := &fakeSub{b: b, id: b.nextID, topic: topic, max: o.queueSize, zeroCopy: o.zeroCopy,
+	s := &fakeSub{b: b, id: b.nextID, topic: topic, max: fakeQueueSize, zeroCopy: o.zeroCopy,
 		wake: make(chan struct{}, 1), space: make(chan struct{}, 1), closed: make(chan struct{})}
 	b.subs[s.id] = s
 	b.notifyLocked(core.Added, s.info())
@@ -121,8 +122,12 @@ func (b *fakeBroker) NewSubscriber(topic string, o subOptions) (subscriber, erro
 
 // subscriber returns a subscriber for tests to read what the mount published.
 func (b *fakeBroker) subscriber(topic string) *fakeSub {
-	s, _ := b.NewSubscriber(topic, subOptions{queueSize: 1 << 20})
-	return s.(*fakeSub)
+	s, _ := b.NewSubscriber(topic, subOptions{})
+	fs := s.(*fakeSub)
+	b.mu.Lock()
+	fs.max = 1 << 20 // keeps everything
+	b.mu.Unlock()
+	return fs
 }
 
 type fakePub struct {
@@ -134,7 +139,7 @@ type fakePub struct {
 }
 
 func (p *fakePub) info() core.EntityInfo {
-	return core.EntityInfo{ID: p.id, Kind: core.KindPublisher, Topic: p.topic, Type: p.typ, Process: "fake", Local: true, BufferCount: 1, Sent: p.clock}
+	return core.EntityInfo{ID: p.id, Kind: core.KindPublisher, Topic: p.topic, Type: p.typ, Process: "fake", Local: true, Sent: p.clock}
 }
 
 func (p *fakePub) ID() uint64 { return p.id }

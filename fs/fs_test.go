@@ -78,7 +78,14 @@ func TestWholeFileIsOneMessage(t *testing.T) {
 			c := testutil.StartChild(t, "coresub", e.vars, "big")
 			c.Expect(t, "ready", 10*time.Second)
 			e.waitSubscribers("big", 1)
-			got = func() string { return c.Line(t, 20*time.Second) }
+			got = func() string {
+				l := c.Line(t, 20*time.Second)
+				// It closes its subscriber (removing its objects) and exits.
+				if err := c.Wait(t, 10*time.Second); err != nil {
+					t.Errorf("subscriber: %v", err)
+				}
+				return l
+			}
 		}
 		e.sh(`cat "`+big+`" > "$M/big/whole"`, 30*time.Second)
 		if g := got(); g != want {

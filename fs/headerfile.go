@@ -73,11 +73,9 @@ func (t *topic) headerText() []byte {
 
 	var sent, acks, dropped uint64
 	var files []string
-	buffers := 0
 	for _, p := range pubs {
 		sent += p.Sent
 		acks += p.AckTimeouts
-		buffers = max(buffers, p.BufferCount)
 		if p.Local {
 			files = append(files, p.MemFiles...)
 		}
@@ -96,7 +94,6 @@ func (t *topic) headerText() []byte {
 	kv("type", "%s", word(ti.Type))
 	kv("publishers", "%d", len(pubs))
 	kv("subscribers", "%d", len(subs))
-	kv("buffer-count", "%d", buffers)
 	kv("memory-files", "%d", len(files))
 	kv("memory-bytes", "%d", total)
 	kv("sent", "%d", sent)
@@ -116,8 +113,8 @@ func (t *topic) headerText() []byte {
 		kv("last-message", "none seen")
 	}
 	for _, p := range pubs {
-		kv("publisher", "id=%s pid=%d process=%s host=%s local=%t type=%s buffers=%d sent=%d ack-timeouts=%d",
-			hexID(p.ID), p.PID, word(p.Process), word(p.Host), p.Local, word(p.Type), p.BufferCount, p.Sent, p.AckTimeouts)
+		kv("publisher", "id=%s pid=%d process=%s host=%s local=%t type=%s origin=%s sent=%d ack-timeouts=%d",
+			hexID(p.ID), p.PID, word(p.Process), word(p.Host), p.Local, word(p.Type), word(p.Origin), p.Sent, p.AckTimeouts)
 	}
 	for _, s := range subs {
 		kv("subscriber", "id=%s pid=%d process=%s host=%s local=%t dropped=%d",

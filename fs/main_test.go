@@ -55,6 +55,16 @@ func childServe(args []string) int {
 	return 0
 }
 
+// coreNode opens the core node of a child process (domain and port from
+// the environment); the node lives as long as the child.
+func coreNode() *core.Node {
+	n, err := core.OpenNode(core.Config{})
+	if err != nil {
+		panic(err)
+	}
+	return n
+}
+
 // childCorePub publishes (args: topic count) messages "pub-<i>\n" with the
 // core API, then waits for SIGTERM and closes the publisher.
 func childCorePub(args []string) int {
@@ -63,7 +73,7 @@ func childCorePub(args []string) int {
 	a := testutil.ChildArgs(args)
 	n, _ := strconv.Atoi(a[1])
 	// Ack mode: the test wants every message, also when the reader is slow.
-	p, err := core.NewPublisher(a[0], &core.PublisherOptions{AckTimeout: 5 * time.Second})
+	p, err := coreNode().NewPublisher(a[0], &core.PublisherOptions{AckTimeout: 5 * time.Second})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -89,7 +99,7 @@ func childCorePub(args []string) int {
 // and prints "<size> <sha256>" of the first message.
 func childCoreSub(args []string) int {
 	a := testutil.ChildArgs(args)
-	s, err := core.NewSubscriber(a[0], nil)
+	s, err := coreNode().NewSubscriber(a[0], nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -18,7 +18,6 @@ import (
 
 // Defaults of MountOptions.
 const (
-	DefaultQueueSize  = 256
 	DefaultLinger     = 10 * time.Second
 	DefaultAckTimeout = time.Second
 	// MaxWrite is the largest write(2) that arrives as one request, and so
@@ -49,14 +48,11 @@ type MountOptions struct {
 	Logger *log.Logger
 	// AckTimeout is the acknowledgement timeout of the mount's publishers
 	// (default 1 s; negative: fire and forget). With it a write(2) to data
-	// returns once every subscriber process took the message or timed out,
-	// so that a shell loop cannot overrun a reader: a full reader queue
-	// holds the writer back. A subscriber that times out is skipped until
-	// it catches up.
+	// waits while a subscriber process is a whole window (256 messages)
+	// behind, so that a shell loop cannot overrun a reader; a reader that
+	// stops reading for longer is set aside (it loses messages, counted)
+	// and the others go on.
 	AckTimeout time.Duration
-	// QueueSize is the message queue of each open data file that reads
-	// (default 256 messages). Memory is up to QueueSize times message size.
-	QueueSize int
 	// Linger is how long a topic's publisher and monitor stay after its
 	// last file was closed (default 10 s), so that `echo` in a loop does
 	// not create a publisher per line.
@@ -74,9 +70,6 @@ func (o MountOptions) withDefaults() MountOptions {
 	}
 	if o.AckTimeout == 0 {
 		o.AckTimeout = DefaultAckTimeout
-	}
-	if o.QueueSize <= 0 {
-		o.QueueSize = DefaultQueueSize
 	}
 	if o.Linger <= 0 {
 		o.Linger = DefaultLinger

@@ -69,9 +69,14 @@ func chaosDecode(b []byte) (pid uint32, seq uint64, err error) {
 }
 
 // chaosConfig is the children's domain and port, from the environment.
-func chaosConfig() core.Config {
-	port, _ := strconv.Atoi(os.Getenv("SHMFS_PORT"))
-	return core.Config{Domain: os.Getenv("SHMFS_DOMAIN"), Port: port}
+// chaosNode opens the node of a chaos child (domain and port from the
+// environment); it lives as long as the child.
+func chaosNode() *core.Node {
+	n, err := core.OpenNode(core.Config{})
+	if err != nil {
+		panic(err)
+	}
+	return n
 }
 
 // chaosPubChild publishes on topic (args: topic slot) in ack mode as fast
@@ -84,7 +89,7 @@ func chaosPubChild(args []string) int {
 	slot, _ := strconv.Atoi(a[1])
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	pub, err := core.NewPublisher(a[0], &core.PublisherOptions{Config: chaosConfig(), AckTimeout: chaosAck})
+	pub, err := chaosNode().NewPublisher(a[0], &core.PublisherOptions{AckTimeout: chaosAck})
 	if err != nil {
 		fmt.Println("error: new publisher:", err)
 		return 1
@@ -148,7 +153,7 @@ func chaosSubChild(args []string) int {
 	a := testutil.ChildArgs(args)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	sub, err := core.NewSubscriber(a[0], &core.SubscriberOptions{Config: chaosConfig(), ZeroCopy: a[1] == "zerocopy"})
+	sub, err := chaosNode().NewSubscriber(a[0], &core.SubscriberOptions{ZeroCopy: a[1] == "zerocopy"})
 	if err != nil {
 		fmt.Println("error: new subscriber:", err)
 		return 1

@@ -158,8 +158,10 @@ func printInfo(w io.Writer, t infoJSON) {
 		if e.Type != "" {
 			fmt.Fprintf(w, "  type          %s\n", e.Type)
 		}
+		if e.Origin != "" {
+			fmt.Fprintf(w, "  origin        %s\n", e.Origin)
+		}
 		if e.Kind == core.KindPublisher.String() {
-			fmt.Fprintf(w, "  buffers       %d\n", e.BufferCount)
 			fmt.Fprintf(w, "  sent          %d (rate %s)\n", e.Sent, formatRate(e.Rate))
 			fmt.Fprintf(w, "  ack timeouts  %d\n", e.AckTimeouts)
 		}

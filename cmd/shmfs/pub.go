@@ -107,13 +107,18 @@ func runPub(c *cli, args []string) error {
 	if err != nil {
 		return fmt.Errorf("publish %q: %w", topic, err)
 	}
-	sent, unacked, err := publish(ctx, p, src, o)
-	if cerr := p.Close(); err == nil && cerr != nil && !errors.Is(cerr, core.ErrClosed) {
+	_, unacked, err := publish(ctx, p, src, o)
+	// Close waits (at most the ack timeout) until every subscriber took
+	// every message.
+	switch cerr := p.Close(); {
+	case errors.Is(cerr, core.ErrAckTimeout):
+		unacked++
+	case err == nil && cerr != nil && !errors.Is(cerr, core.ErrClosed):
 		err = fmt.Errorf("close publisher: %w", cerr)
 	}
 	if unacked > 0 {
-		fmt.Fprintf(c.stderr, "shmfs: pub: warning: %d of %d messages were not acknowledged by every subscriber within %v (they were still published)\n",
-			unacked, sent, o.ackTimeout)
+		fmt.Fprintf(c.stderr, "shmfs: pub: warning: %d times a subscriber process fell a whole window behind for longer than %v: it missed messages (they were still published)\n",
+			unacked, o.ackTimeout)
 	}
 	if err != nil && ctx.Err() != nil {
 		return nil // interrupted: a normal way to stop
@@ -167,11 +172,7 @@ func publish(ctx context.Context, p *core.Publisher, src messageSource, o pubOpt
 				return sent, unacked, err
 			}
 		}
-		if o.id != 0 {
-			err = p.SendID(ctx, o.id, m)
-		} else {
-			err = p.Send(ctx, m)
-		}
+		err = p.SendWith(ctx, m, core.SendOptions{ID: o.id})
 		switch {
 		case err == nil:
 		case errors.Is(err, core.ErrAckTimeout):

@@ -175,7 +175,7 @@ type entityJSON struct {
 	Process     string   `json:"process,omitempty"`
 	Host        string   `json:"host,omitempty"`
 	Local       bool     `json:"local"`
-	BufferCount int      `json:"buffer_count,omitempty"`
+	Origin      string   `json:"origin,omitempty"`
 	MemFiles    []string `json:"memfiles,omitempty"`
 	Sent        uint64   `json:"sent"`
 	Dropped     uint64   `json:"dropped"`
@@ -187,7 +187,7 @@ type entityJSON struct {
 func (sv *survey) entityJSON(e core.EntityInfo) entityJSON {
 	j := entityJSON{
 		ID: shmname.Hex(e.ID), Kind: e.Kind.String(), Type: e.Type, PID: e.PID,
-		Process: e.Process, Host: e.Host, Local: e.Local, BufferCount: e.BufferCount,
+		Process: e.Process, Host: e.Host, Local: e.Local, Origin: e.Origin,
 		MemFiles: e.MemFiles, Sent: e.Sent, Dropped: e.Dropped, AckTimeouts: e.AckTimeouts,
 	}
 	if e.Kind == core.KindPublisher {
