@@ -179,4 +179,3 @@ func TestWindowLosslessWhileSubscribersDie(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-
