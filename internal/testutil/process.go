@@ -25,7 +25,8 @@ type Options struct {
 	Env      []string  // added to the environment (a later KEY=value wins)
 	CleanEnv bool      // start from the environment without SHMFS_* variables
 	Stdin    io.Reader // nil reads /dev/null
-	// Stdout gets the raw stdout instead of Line, Lines and Output.
+	// Stdout gets the raw stdout (e.g. an *os.File) instead of Line,
+	// Lines and Output. Leave it nil, not a typed nil, for lines.
 	Stdout io.Writer
 	// Group puts the process in its own process group: Signal, Kill and
 	// the cleanup reach everything it started.
@@ -44,6 +45,8 @@ type Options struct {
 // line and is kept (Stderr, ExpectStderr). At test cleanup it is killed
 // (with Options.Group, its whole group) and reaped.
 type Child struct {
+	// Cmd is the started command; signal and wait through the methods
+	// (they know about the process group and the reaping goroutine).
 	Cmd *exec.Cmd
 
 	name           string
