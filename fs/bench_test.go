@@ -294,7 +294,7 @@ func BenchmarkWriteFS(b *testing.B) {
 			e.waitSubscribersRemote("tput", 1)
 			c := testutil.StartChild(b, "fswrite", e.vars, e.mp, "tput", strconv.Itoa(b.N), strconv.Itoa(size))
 			childResult(b, c, size)
-			stopChild(b, d)
+			d.Stop(b, 5*time.Second)
 		})
 	}
 }
@@ -328,7 +328,7 @@ func BenchmarkWriteCore(b *testing.B) {
 			b.ReportMetric(ns, "ns/op")
 			b.ReportMetric(float64(size)/ns*1e3, "MB/s")
 			pub.Close()
-			stopChild(b, d)
+			d.Stop(b, 5*time.Second)
 		})
 	}
 }

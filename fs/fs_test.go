@@ -22,8 +22,8 @@ func TestEchoReachesTwoCats(t *testing.T) {
 		b := e.start("cat", e.path("chat", "data"))
 		e.waitSubscribers("chat", 2)
 		e.sh(`echo hello > "$M/chat/data"`, 10*time.Second)
-		for _, p := range []*proc{a, b} {
-			if l := p.line(t, 5*time.Second); l != "hello" {
+		for _, p := range []*testutil.Child{a, b} {
+			if l := p.Line(t, 5*time.Second); l != "hello" {
 				t.Fatalf("cat printed %q, want hello", l)
 			}
 		}
@@ -38,7 +38,7 @@ func TestShellLoopArrivesInOrder(t *testing.T) {
 		const n = 10000
 		e.sh(`for i in $(seq `+strconv.Itoa(n)+`); do echo $i; done > "$M/seq/data"`, 60*time.Second)
 		for i := 1; i <= n; i++ {
-			if l := r.line(t, 10*time.Second); l != strconv.Itoa(i) {
+			if l := r.Line(t, 10*time.Second); l != strconv.Itoa(i) {
 				t.Fatalf("line %d: got %q", i, l)
 			}
 		}
@@ -101,12 +101,12 @@ func TestCorePublisherToCat(t *testing.T) {
 	e.waitSubscribers("fromgo", 1)
 	p := testutil.StartChild(t, "corepub", e.vars, "fromgo", "50")
 	for i := 1; i <= 50; i++ {
-		if l := r.line(t, 10*time.Second); l != fmt.Sprintf("pub-%d", i) {
+		if l := r.Line(t, 10*time.Second); l != fmt.Sprintf("pub-%d", i) {
 			t.Fatalf("cat line %d: %q", i, l)
 		}
 	}
 	p.Expect(t, "sent", 10*time.Second)
-	stopChild(t, p)
+	p.Stop(t, 5*time.Second)
 }
 
 // TestTopicAppearsInLs: a topic of a core publisher in another process is
@@ -130,7 +130,7 @@ func TestTopicAppearsInLs(t *testing.T) {
 		return nil
 	})
 	t.Logf("listed after %v", time.Since(start))
-	stopChild(t, p)
+	p.Stop(t, 5*time.Second)
 	testutil.CheckFor(t, 4*refresh, 20*time.Millisecond, func() error {
 		if out, _ := e.shErr(`ls "$M"; test -e "$M/appear" && echo still`, 5*time.Second); out != "" {
 			return fmt.Errorf("after the publisher died: %q", out)
@@ -183,9 +183,9 @@ func TestSigintEndsBlockedCat(t *testing.T) {
 		e.sh(`mkdir "$M/quiet"`, 5*time.Second)
 		c := e.start("cat", e.path("quiet", "data"))
 		e.waitSubscribers("quiet", 1)
-		testutil.WaitBlockedInRead(t, c.cmd.Process.Pid, 5*time.Second)
-		_ = c.cmd.Process.Signal(syscall.SIGINT)
-		err := c.wait(t, 2*time.Second)
+		testutil.WaitBlockedInRead(t, c.PID(), 5*time.Second)
+		c.Signal(syscall.SIGINT)
+		err := c.Wait(t, 2*time.Second)
 		if st, ok := err.(interface{ Sys() any }); !ok || !st.Sys().(syscall.WaitStatus).Signaled() {
 			t.Fatalf("cat: %v, want killed by SIGINT", err)
 		}
@@ -212,7 +212,7 @@ func TestInterruptedReadsLoseNothing(t *testing.T) {
 					return
 				default:
 				}
-				signalAll(c.Cmd.Process.Pid, syscall.SIGURG)
+				c.SignalThreads(syscall.SIGURG)
 				time.Sleep(200 * time.Microsecond)
 			}
 		}()

@@ -1,8 +1,6 @@
 package fs
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -128,112 +125,29 @@ func (e *env) sh(script string, timeout time.Duration) string {
 	return out
 }
 
+// shErr runs a shell script in a child (in its own process group, so that
+// the timeout also ends what it started) and returns its stdout, with its
+// stderr after it when it fails, and its exit error; it fails the test
+// after timeout.
 func (e *env) shErr(script string, timeout time.Duration) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "sh", "-c", script)
-	cmd.Env = append(os.Environ(), append(e.vars, "M="+e.mp)...)
-	// The timeout must hold even if a grandchild keeps the output pipes
-	// open after sh was killed.
-	cmd.WaitDelay = time.Second
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return string(out) + stderr.String(), err
-	}
-	return string(out), nil
-}
-
-// proc is a long-running program in a child process (cat, python3, ...).
-type proc struct {
-	cmd   *exec.Cmd
-	lines chan string
-	mu    sync.Mutex
-	out   bytes.Buffer
-	done  chan struct{}
-	err   error
-}
-
-func (e *env) start(name string, args ...string) *proc {
 	e.t.Helper()
-	cmd := exec.Command(name, args...)
-	cmd.Env = append(os.Environ(), append(e.vars, "M="+e.mp)...)
-	cmd.Stderr = os.Stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		e.t.Fatal(err)
+	r := testutil.Run(e.t, timeout, e.options(), "sh", "-c", script)
+	if r.Err != nil {
+		return r.Stdout + r.Stderr, r.Err
 	}
-	if err := cmd.Start(); err != nil {
-		e.t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, lines: make(chan string, 1<<15), done: make(chan struct{})}
-	go func() {
-		r := bufio.NewReaderSize(stdout, 1<<16)
-		for {
-			l, err := r.ReadString('\n')
-			p.mu.Lock()
-			p.out.WriteString(l)
-			p.mu.Unlock()
-			if err != nil {
-				break
-			}
-			p.lines <- strings.TrimSuffix(l, "\n")
-		}
-		close(p.lines)
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	e.t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-p.done
-	})
-	return p
+	return r.Stdout, nil
 }
 
-func (p *proc) output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.String()
+// start runs a long-running program (cat, python3, ...) in a child.
+func (e *env) start(name string, args ...string) *testutil.Child {
+	e.t.Helper()
+	return testutil.Start(e.t, e.options(), name, args...)
 }
 
-// line returns the next line of output or fails after timeout.
-func (p *proc) line(t testing.TB, timeout time.Duration) string {
-	t.Helper()
-	select {
-	case l, ok := <-p.lines:
-		if !ok {
-			t.Fatalf("%s exited (%v) early; output:\n%.2000s", p.cmd.Args, p.wait(t, time.Second), p.output())
-		}
-		return l
-	case <-time.After(timeout):
-		t.Fatalf("%s: no line within %v; output:\n%.2000s", p.cmd.Args, timeout, p.output())
-	}
-	return ""
-}
-
-// wait waits for exit and returns the exit error (nil on status 0).
-func (p *proc) wait(t testing.TB, timeout time.Duration) error {
-	t.Helper()
-	select {
-	case <-p.done:
-		return p.err
-	case <-time.After(timeout):
-		t.Fatalf("%s did not exit within %v", p.cmd.Args, timeout)
-	}
-	return nil
-}
-
-// signalAll sends sig to every thread of pid (tgkill), so that a thread
-// blocked in a FUSE read gets it.
-func signalAll(pid int, sig syscall.Signal) {
-	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	for _, d := range tasks {
-		tid, err := strconv.Atoi(d.Name())
-		if err == nil {
-			_ = syscall.Tgkill(pid, tid, sig)
-		}
-	}
+// options run a child with the mount's domain and port, and M set to the
+// mountpoint.
+func (e *env) options() testutil.Options {
+	return testutil.Options{Env: append(append([]string(nil), e.vars...), "M="+e.mp)}
 }
 
 var errNoLine = errors.New("no such line")
@@ -269,16 +183,6 @@ func mounted(mp string) bool {
 		}
 	}
 	return false
-}
-
-// stopChild ends a child with SIGTERM (so that it closes its publishers and
-// subscribers) and waits for it.
-func stopChild(t testing.TB, c *testutil.Child) {
-	t.Helper()
-	_ = c.Cmd.Process.Signal(syscall.SIGTERM)
-	if err := c.Wait(t, 5*time.Second); err != nil {
-		t.Errorf("child: %v", err)
-	}
 }
 
 // waitEventReaders waits until n events files of topic are open.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os/exec"
 	"regexp"
 	"strings"
 	"syscall"
@@ -20,11 +19,11 @@ var eventLine = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ([a-
 
 // nextEvent reads event lines until one of kind arrives; it returns its
 // key=value text.
-func nextEvent(t *testing.T, p *proc, kind string) string {
+func nextEvent(t *testing.T, p *testutil.Child, kind string) string {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		l := p.line(t, time.Until(deadline))
+		l := p.Line(t, time.Until(deadline))
 		m := eventLine.FindStringSubmatch(l)
 		if m == nil {
 			t.Fatalf("malformed event line %q", l)
@@ -49,7 +48,7 @@ func TestHeaderAndEvents(t *testing.T) {
 			t.Fatalf("subscriber-added %q", kv)
 		}
 		e.sh(`echo hello > "$M/hdr/data"`, 10*time.Second)
-		if l := rd.line(t, 5*time.Second); l != "hello" {
+		if l := rd.Line(t, 5*time.Second); l != "hello" {
 			t.Fatalf("reader got %q", l)
 		}
 		if kv := nextEvent(t, ev, "message"); !strings.HasPrefix(kv, "clock=1 size=6 ") {
@@ -66,7 +65,7 @@ func TestHeaderAndEvents(t *testing.T) {
 				t.Error(err)
 			}
 		}
-		_ = rd.cmd.Process.Kill()
+		rd.Kill()
 		if kv := nextEvent(t, ev, "subscriber-removed"); !strings.Contains(kv, "id=") {
 			t.Fatalf("subscriber-removed %q", kv)
 		}
@@ -89,8 +88,8 @@ func TestMkdirRmdir(t *testing.T) {
 		if out, err := e.shErr(`rmdir "$M/decl"`, 5*time.Second); err == nil || !strings.Contains(out, "busy") {
 			t.Fatalf("rmdir with an open file: %v %q", err, out)
 		}
-		_ = c.cmd.Process.Kill()
-		_ = c.wait(t, 5*time.Second)
+		c.Kill()
+		_ = c.Wait(t, 5*time.Second)
 		e.waitSubscribers("decl", 0)
 		testutil.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
 			_, err := e.shErr(`rmdir "$M/decl"`, 5*time.Second)
@@ -141,29 +140,29 @@ func TestCancelWakesReadersAndReleases(t *testing.T) {
 			ev := e.start("cat", e.path("wake", "events"))
 			e.waitSubscribers("wake", 1)
 			e.sh(`echo before > "$M/wake/data"`, 10*time.Second)
-			if l := rd.line(t, 5*time.Second); l != "before" {
+			if l := rd.Line(t, 5*time.Second); l != "before" {
 				t.Fatalf("reader got %q", l)
 			}
 			// The events reader has opened its file once it prints a line;
 			// publish until it does (it may have opened after "before").
 			testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 				select {
-				case <-ev.lines:
+				case <-ev.Lines():
 					return nil
 				default:
 				}
 				e.sh(`echo probe > "$M/wake/data"`, 10*time.Second)
 				select {
-				case <-ev.lines:
+				case <-ev.Lines():
 					return nil
 				case <-time.After(100 * time.Millisecond):
-					return fmt.Errorf("events reader printed nothing; output %q", ev.output())
+					return fmt.Errorf("events reader printed nothing; output %q", ev.Transcript())
 				}
 			})
 			cancel()
-			for _, p := range []*proc{rd, ev} {
-				if err := p.wait(t, 3*time.Second); err != nil {
-					t.Errorf("%s: %v (want end of file, exit 0)", p.cmd.Args, err)
+			for _, p := range []*testutil.Child{rd, ev} {
+				if err := p.Wait(t, 3*time.Second); err != nil {
+					t.Errorf("%s: %v (want end of file, exit 0)", p.Name(), err)
 				}
 			}
 			done := make(chan error, 1)
@@ -207,9 +206,9 @@ func TestDaemonRestart(t *testing.T) {
 			d.Expect(t, "ready", 10*time.Second)
 			e.sh(`mkdir "$M/x"`, 5*time.Second)
 			rd := e.start("cat", e.path("x", "data"))
-			testutil.WaitBlockedInRead(t, rd.cmd.Process.Pid, 5*time.Second)
-			_ = d.Cmd.Process.Signal(syscall.SIGTERM)
-			if err := rd.wait(t, 3*time.Second); err != nil {
+			testutil.WaitBlockedInRead(t, rd.PID(), 5*time.Second)
+			d.Signal(syscall.SIGTERM)
+			if err := rd.Wait(t, 3*time.Second); err != nil {
 				t.Errorf("reader: %v", err)
 			}
 			d.Expect(t, "unmounted", 5*time.Second)
@@ -230,13 +229,13 @@ func TestDaemonRestart(t *testing.T) {
 			if out := e.sh(`mkdir "$M/z" && ls "$M"`, 5*time.Second); out != "z\n" {
 				t.Fatalf("remounted ls: %q", out)
 			}
-			_ = d3.Cmd.Process.Signal(syscall.SIGTERM)
+			d3.Signal(syscall.SIGTERM)
 			d3.Expect(t, "unmounted", 5*time.Second)
 			if err := d3.Wait(t, 5*time.Second); err != nil {
 				t.Fatalf("daemon: %v", err)
 			}
-			if out, err := exec.Command("grep", "-c", " "+mp+" ", "/proc/self/mountinfo").Output(); err == nil {
-				t.Fatalf("mount entries left: %s", out)
+			if r := testutil.Run(t, 5*time.Second, testutil.Options{}, "grep", "-c", " "+mp+" ", "/proc/self/mountinfo"); r.Err == nil {
+				t.Fatalf("mount entries left: %s", r.Stdout)
 			}
 		})
 	}
@@ -250,7 +249,7 @@ func TestUnmountBusy(t *testing.T) {
 		e.sh(`mkdir "$M/busy"`, 5*time.Second)
 		e.sh(`echo x > "$M/busy/data"`, 5*time.Second) // creates the publisher's memory file
 		holder := e.start("sh", "-c", `exec 3<"$M/busy/data"; echo open; exec sleep 30`)
-		if l := holder.line(t, 5*time.Second); l != "open" {
+		if l := holder.Line(t, 5*time.Second); l != "open" {
 			t.Fatal(l)
 		}
 		e.busyOK = true
@@ -264,7 +263,7 @@ func TestUnmountBusy(t *testing.T) {
 		if left := testutil.ShmObjects(strings.TrimPrefix(e.vars[0], "SHMFS_DOMAIN=")); e.kind == "core" && len(left) > 0 {
 			t.Fatalf("shared memory left: %v", left)
 		}
-		_ = holder.cmd.Process.Kill()
-		_ = holder.wait(t, 5*time.Second)
+		holder.Kill()
+		_ = holder.Wait(t, 5*time.Second)
 	})
 }

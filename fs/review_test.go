@@ -144,7 +144,7 @@ func TestReviewShortLingerDoesNotPanic(t *testing.T) {
 	if out, err := e.shErr(`mkdir "$M/l" && echo x > "$M/l/data" && sleep 0.2 && ls "$M"`, 5*time.Second); err != nil || out != "l\n" {
 		t.Errorf("mount with Linger 1ns: %v %q", err, out)
 	}
-	_ = d.Cmd.Process.Signal(syscall.SIGTERM)
+	d.Signal(syscall.SIGTERM)
 	if err := d.Wait(t, 5*time.Second); err != nil {
 		t.Fatalf("daemon with Linger 1ns: %v (output %q)", err, d.Output())
 	}

@@ -434,7 +434,7 @@ func TestChaosKill(t *testing.T) {
 	// Stop everything cleanly: each process must exit 0 within 10 s.
 	for _, r := range roles {
 		r.cur.stopping.Store(true)
-		_ = r.cur.child.Cmd.Process.Signal(syscall.SIGTERM)
+		r.cur.child.Signal(syscall.SIGTERM)
 	}
 	for _, r := range roles {
 		if err := r.cur.child.Wait(t, 10*time.Second); err != nil {
@@ -481,11 +481,11 @@ func TestChaosKill(t *testing.T) {
 
 	// What the killed processes left is removed by `shmfs clean`.
 	left := testutil.ShmObjects(e.domain)
-	clean := startProcess(t, procSpec{env: vars}, shmfsBin, "clean")
-	if code := clean.wait(t, 10*time.Second); code != 0 {
-		t.Errorf("shmfs clean: exit status %d; output:\n%s", code, clean.output())
+	clean := testutil.Run(t, 10*time.Second, options("", vars), shmfsBin, "clean")
+	if clean.Code != 0 {
+		t.Errorf("shmfs clean: exit status %d; stdout:\n%s\nstderr:\n%s", clean.Code, clean.Stdout, clean.Stderr)
 	}
-	t.Logf("shmfs clean: %d objects before, output:\n%s", len(left), clean.output())
+	t.Logf("shmfs clean: %d objects before, stdout:\n%s\nstderr:\n%s", len(left), clean.Stdout, clean.Stderr)
 	for _, n := range testutil.ShmObjects(e.domain) {
 		// A process killed between creating a temporary object and writing
 		// its header leaves a file that clean removes only after
@@ -528,7 +528,7 @@ func TestLateSubscribers(t *testing.T) {
 		// the subscriber started.
 		sentBefore := map[uint64]uint64{}
 		for _, p := range pubs {
-			sentBefore[uint64(p.cur.child.Cmd.Process.Pid)] = p.cur.count.Load()
+			sentBefore[uint64(p.cur.child.PID())] = p.cur.count.Load()
 		}
 		run.start(t, r, vars)
 		testutil.CheckFor(t, chaosStall, 5*time.Millisecond, func() error {
@@ -538,7 +538,7 @@ func TestLateSubscribers(t *testing.T) {
 			return nil
 		})
 		r.cur.stopping.Store(true)
-		_ = r.cur.child.Cmd.Process.Signal(syscall.SIGTERM)
+		r.cur.child.Signal(syscall.SIGTERM)
 		if err := r.cur.child.Wait(t, 10*time.Second); err != nil {
 			t.Errorf("%s: %v after SIGTERM", r.name, err)
 		}
@@ -556,7 +556,7 @@ func TestLateSubscribers(t *testing.T) {
 	}
 	for _, r := range pubs {
 		r.cur.stopping.Store(true)
-		_ = r.cur.child.Cmd.Process.Signal(syscall.SIGTERM)
+		r.cur.child.Signal(syscall.SIGTERM)
 	}
 	for _, r := range pubs {
 		if err := r.cur.child.Wait(t, 10*time.Second); err != nil {

@@ -9,8 +9,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
+	"time"
 
 	"github.com/shmfs/shmfs/internal/testutil"
 )
@@ -70,7 +70,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "tests: build shmfs:", err)
 		return 1
 	}
-	return m.Run()
+	return testutil.RunTests(m)
 }
 
 // env is a test's private domain and registration port.
@@ -88,20 +88,25 @@ func (e env) vars() []string {
 	return []string{"SHMFS_DOMAIN=" + e.domain, "SHMFS_PORT=" + strconv.Itoa(e.port)}
 }
 
-// cleanEnviron is this process's environment without shmfs settings (a
-// developer's SHMFS_DOMAIN must not leak into a test) and with goDir first
-// on PATH.
-func cleanEnviron() []string {
-	var out []string
+// options runs a process (sh, go run, shmfs) in dir with vars: in its own
+// process group, so that signals reach everything it started; without
+// shmfs settings of this process (a developer's SHMFS_DOMAIN must not leak
+// into a test); with goDir first on PATH.
+func options(dir string, vars []string) testutil.Options {
 	path := goDir
-	for _, kv := range os.Environ() {
-		switch {
-		case strings.HasPrefix(kv, "SHMFS_"):
-		case strings.HasPrefix(kv, "PATH="):
-			path += string(os.PathListSeparator) + strings.TrimPrefix(kv, "PATH=")
-		default:
-			out = append(out, kv)
-		}
+	if p := os.Getenv("PATH"); p != "" {
+		path += string(os.PathListSeparator) + p
 	}
-	return append(out, "PATH="+path)
+	return testutil.Options{Dir: dir, CleanEnv: true, Group: true, Env: append([]string{"PATH=" + path}, vars...)}
+}
+
+// runSh runs one shell command line in dir to completion and returns its
+// stdout; it fails the test unless sh exits 0 within timeout.
+func runSh(t *testing.T, dir string, vars []string, line string, timeout time.Duration) string {
+	t.Helper()
+	r := testutil.Run(t, timeout, options(dir, vars), "sh", "-c", line)
+	if r.Code != 0 {
+		t.Fatalf("sh -c %q: exit status %d; stdout:\n%s\nstderr:\n%s", line, r.Code, r.Stdout, r.Stderr)
+	}
+	return r.Stdout
 }

@@ -44,11 +44,11 @@ func mounted(mp string) bool {
 
 // waitMounted waits until p (a mount of domain e) serves mp: listed in
 // /proc/mounts and its .shmfs file names the domain.
-func waitMounted(t *testing.T, p *process, e env, mp string, timeout time.Duration) {
+func waitMounted(t *testing.T, p *testutil.Child, e env, mp string, timeout time.Duration) {
 	t.Helper()
 	testutil.CheckFor(t, timeout, 20*time.Millisecond, func() error {
-		if p.exited() {
-			t.Fatalf("%s exited before mounting; output:\n%s", p.name, p.output())
+		if done, _ := p.Exited(); done {
+			t.Fatalf("%s exited before mounting; output:\n%s", p.Name(), p.Transcript())
 		}
 		if !mounted(mp) {
 			return fmt.Errorf("%s not in /proc/mounts", mp)
@@ -64,26 +64,17 @@ func waitMounted(t *testing.T, p *process, e env, mp string, timeout time.Durati
 	})
 }
 
-// cleanupMount makes sure, at test cleanup, that the mount process p is
-// gone and mp unmounted even when the test failed half-way: SIGINT, then
-// SIGKILL, then a lazy unmount and a sweep of the domain's leftovers
-// (which only a failed test leaves; a passing one is checked clean by
-// testutil.Domain before that could hide anything).
-func cleanupMount(t *testing.T, p *process, e env, mp string) {
+// startMountProcess starts a process that mounts mp for domain e and makes
+// sure, at test cleanup, that it is gone and mp unmounted even when the
+// test failed half-way: SIGINT, then SIGKILL (Options.StopSignal), then a
+// lazy unmount and a sweep of the domain's leftovers (which only a failed
+// test leaves; a passing one is checked clean by testutil.Domain before
+// that could hide anything).
+func startMountProcess(t *testing.T, e env, mp, dir, name string, args ...string) *testutil.Child {
+	t.Helper()
+	// Registered before the process starts, so it runs after the
+	// process's cleanup has ended it.
 	t.Cleanup(func() {
-		if !p.exited() {
-			p.signal(syscall.SIGINT)
-			select {
-			case <-p.done:
-			case <-time.After(10 * time.Second):
-				t.Errorf("%s: still running 10 s after SIGINT; killing it", p.name)
-				p.signal(syscall.SIGKILL)
-				select {
-				case <-p.done:
-				case <-time.After(5 * time.Second):
-				}
-			}
-		}
 		if mounted(mp) {
 			t.Errorf("%s still mounted at cleanup; detaching", mp)
 			_ = syscall.Unmount(mp, syscall.MNT_DETACH)
@@ -92,24 +83,26 @@ func cleanupMount(t *testing.T, p *process, e env, mp string) {
 			_, _ = shm.Sweep(e.domain, false)
 		}
 	})
+	o := options(dir, e.vars())
+	o.StopSignal = syscall.SIGINT
+	return testutil.Start(t, o, name, args...)
 }
 
 // startMount runs `shmfs mount mp` for domain e and waits until it serves.
-func startMount(t *testing.T, e env, mp string) *process {
+func startMount(t *testing.T, e env, mp string) *testutil.Child {
 	t.Helper()
-	p := startProcess(t, procSpec{dir: repoRoot, env: e.vars()}, shmfsBin, "mount", mp)
-	cleanupMount(t, p, e, mp)
+	p := startMountProcess(t, e, mp, repoRoot, shmfsBin, "mount", mp)
 	waitMounted(t, p, e, mp, 20*time.Second)
 	return p
 }
 
 // stopMount interrupts the mount like Ctrl-C and checks the README's
 // promise: it unmounts, exits 0 within 10 s and leaves /dev/shm clean.
-func stopMount(t *testing.T, p *process, e env, mp string) {
+func stopMount(t *testing.T, p *testutil.Child, e env, mp string) {
 	t.Helper()
-	p.signal(syscall.SIGINT)
-	if code := p.wait(t, 10*time.Second); code != 0 {
-		t.Errorf("%s: exit status %d after SIGINT, want 0; output:\n%s", p.name, code, p.output())
+	p.Signal(syscall.SIGINT)
+	if code := p.ExitCode(t, 10*time.Second); code != 0 {
+		t.Errorf("%s: exit status %d after SIGINT, want 0; output:\n%s", p.Name(), code, p.Transcript())
 	}
 	if mounted(mp) {
 		t.Errorf("%s still mounted after the mount process exited", mp)

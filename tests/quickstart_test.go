@@ -43,13 +43,12 @@ func TestReadmeQuickStart(t *testing.T) {
 	// exec: like an interactive shell, whose foreground job gets Ctrl-C
 	// directly (a non-interactive sh in between would die of the SIGINT
 	// itself instead of reporting the job's exit status).
-	mount := startProcess(t, procSpec{dir: repoRoot, env: e.vars()}, "sh", "-c", "exec "+strings.ReplaceAll(mainCmd, readmeMP, mp))
-	cleanupMount(t, mount, e, mp)
+	mount := startMountProcess(t, e, mp, repoRoot, "sh", "-c", "exec "+strings.ReplaceAll(mainCmd, readmeMP, mp))
 	start := time.Now()
 	waitMounted(t, mount, e, mp, 90*time.Second) // go run compiles first
 	t.Logf("go run: mounted after %v", time.Since(start).Round(time.Millisecond))
 
-	var reader *process
+	var reader *testutil.Child
 	var header string
 	for _, line := range blocks[1] {
 		line = strings.ReplaceAll(line, readmeMP, mp)
@@ -57,12 +56,12 @@ func TestReadmeQuickStart(t *testing.T) {
 			if reader != nil {
 				t.Fatalf("test handles one background command, README has another: %q", line)
 			}
-			reader = startProcess(t, procSpec{dir: mp, env: e.vars()}, "sh", "-c", strings.TrimSpace(bg))
+			reader = testutil.Start(t, options(mp, e.vars()), "sh", "-c", strings.TrimSpace(bg))
 			testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
-				if reader.exited() {
-					t.Fatalf("%q exited: %s", line, reader.output())
+				if done, _ := reader.Exited(); done {
+					t.Fatalf("%q exited: %s", line, reader.Transcript())
 				}
-				if !groupHasOpen(reader.pid(), mp) {
+				if !reader.HasOpen(mp) {
 					return fmt.Errorf("%q has not opened a file in the mount yet", line)
 				}
 				return nil
@@ -77,20 +76,20 @@ func TestReadmeQuickStart(t *testing.T) {
 	if reader == nil {
 		t.Fatal("README block has no background subscriber (`cat greetings/data &`)")
 	}
-	if got := reader.line(t, 5*time.Second); got != "hello" {
+	if got := reader.Line(t, 5*time.Second); got != "hello" {
 		t.Errorf("background cat printed %q, want \"hello\"", got)
 	}
 	checkHeader(t, header, "greetings")
 
 	// Ctrl-C: the terminal signals the whole foreground group (go run and
 	// the mount it started). The background cat still reads.
-	mount.signal(syscall.SIGINT)
-	code := mount.wait(t, 10*time.Second)
+	mount.Signal(syscall.SIGINT)
+	code := mount.ExitCode(t, 10*time.Second)
 	// go run itself exits 1 after an interrupt whatever its program did
 	// (cmd/go's builder sets exit status 1 on SIGINT); it reports a
 	// program's failure as "exit status N" on stderr.
-	if strings.Contains(mount.output(), "exit status") {
-		t.Errorf("the mount failed after SIGINT; output:\n%s", mount.output())
+	if strings.Contains(mount.Transcript(), "exit status") {
+		t.Errorf("the mount failed after SIGINT; output:\n%s", mount.Transcript())
 	}
 	t.Logf("%q exited with status %d after SIGINT", mainCmd, code)
 	if mounted(mp) {
@@ -100,7 +99,7 @@ func TestReadmeQuickStart(t *testing.T) {
 		t.Errorf("after Ctrl-C %d objects are left in /dev/shm: %v", len(left), left)
 	}
 	// Its blocked read ended with the mount (end of file or an error).
-	t.Logf("background cat exited with status %d after the unmount", reader.wait(t, 10*time.Second))
+	t.Logf("background cat exited with status %d after the unmount", reader.ExitCode(t, 10*time.Second))
 }
 
 // callsCommand reports whether a non-comment line of script contains cmd.

@@ -54,11 +54,15 @@ func TestReadmeShellExamples(t *testing.T) {
 	sh := func(line string) string { t.Helper(); return runSh(t, work, e.vars(), line, 30*time.Second) }
 	// background runs line (a command that blocks reading T/data) and
 	// waits until it has opened the file, or has exited.
-	background := func(line string, stdout *os.File) *process {
+	background := func(line string, stdout *os.File) *testutil.Child {
 		t.Helper()
-		p := startProcess(t, procSpec{dir: work, env: e.vars(), stdout: stdout}, "sh", "-c", line)
+		o := options(work, e.vars())
+		if stdout != nil {
+			o.Stdout = stdout
+		}
+		p := testutil.Start(t, o, "sh", "-c", line)
 		testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
-			if !p.exited() && !groupHasOpen(p.pid(), dataPath) {
+			if done, _ := p.Exited(); !done && !p.HasOpen(dataPath) {
 				return fmt.Errorf("%q has not opened %s yet", line, dataPath)
 			}
 			return nil
@@ -67,11 +71,11 @@ func TestReadmeShellExamples(t *testing.T) {
 	}
 	// waits checks that p, started by background, is still waiting for
 	// the next message: no message was published since it opened T/data.
-	waits := func(p *process, line, output string) {
+	waits := func(p *testutil.Child, line, output string) {
 		t.Helper()
-		if p.exited() {
+		if done, _ := p.Exited(); done {
 			t.Errorf("%q did not wait for the next message: it ended before one was published (exit status %d), output %s",
-				line, p.wait(t, time.Second), output)
+				line, p.ExitCode(t, time.Second), output)
 		}
 	}
 
@@ -112,16 +116,16 @@ func TestReadmeShellExamples(t *testing.T) {
 	// prints its first line and exits.
 	headLine := findLine(t, lines, "head -n1 T/data")
 	head := background(headLine, nil)
-	waits(head, headLine, strconv.Quote(head.output()))
+	waits(head, headLine, strconv.Quote(head.Transcript()))
 	sh(`printf 'first\nsecond\n' > T/data`)
-	code := head.wait(t, 5*time.Second)
-	if out := head.stdoutText(); code != 0 || out != "first\n" {
+	code := head.ExitCode(t, 5*time.Second)
+	if out := head.Output(); code != 0 || out != "first\n" {
 		t.Errorf("%q: exit status %d, stdout %q; want 0 and \"first\\n\"", headLine, code, out)
 	}
 	// GNU head tries to seek back over what it read past the line; data is
 	// a stream (FOPEN_NONSEEKABLE), so it warns. The README says so; any
 	// other message is an error.
-	if msg := head.stderrText(); msg != "" && !strings.Contains(msg, "Illegal seek") {
+	if msg := head.Stderr(); msg != "" && !strings.Contains(msg, "Illegal seek") {
 		t.Errorf("%q printed an error: %q", headLine, msg)
 	}
 	expectRead(t, reader, []byte("first\nsecond\n"))
@@ -142,7 +146,7 @@ func TestReadmeShellExamples(t *testing.T) {
 	ddEarly, _ := os.ReadFile(ddOut.Name())
 	waits(dd, ddLine, preview(ddEarly))
 	sh(`dd if=msg1 of=T/data bs=1M 2>/dev/null && echo tail > T/data`)
-	if code := dd.wait(t, 5*time.Second); code != 0 {
+	if code := dd.ExitCode(t, 5*time.Second); code != 0 {
 		t.Errorf("%q: exit status %d", ddLine, code)
 	}
 	if got, _ := os.ReadFile(ddOut.Name()); !bytes.Equal(got, msg1) {
@@ -162,8 +166,8 @@ func TestReadmeShellExamples(t *testing.T) {
 
 	// cat > T/whole: the whole 3 MiB file as ONE message, as a core
 	// subscriber in another process sees it.
-	sub := startProcess(t, procSpec{dir: work, env: e.vars()}, shmfsBin, "sub", "--format", "json", "-v", "T")
-	sub.expectStderr(t, "subscribed", 10*time.Second)
+	sub := testutil.Start(t, options(work, e.vars()), shmfsBin, "sub", "--format", "json", "-v", "T")
+	sub.ExpectStderr(t, "subscribed", 10*time.Second)
 	sh("echo probe > T/data")
 	for { // messages before the probe are the topic's history (a late subscriber gets the latest)
 		if m := subMessage(t, sub); string(m) == "probe\n" {
@@ -181,8 +185,8 @@ func TestReadmeShellExamples(t *testing.T) {
 	if m := subMessage(t, sub); string(m) != "end\n" {
 		t.Errorf("shmfs sub: after the whole message got %s, want \"end\\n\"", preview(m))
 	}
-	sub.signal(syscall.SIGINT)
-	if code := sub.wait(t, 5*time.Second); code != 0 {
+	sub.Signal(syscall.SIGINT)
+	if code := sub.ExitCode(t, 5*time.Second); code != 0 {
 		t.Errorf("shmfs sub: exit status %d after SIGINT, want 0", code)
 	}
 	// Through data, a message longer than the read buffer continues on the
@@ -222,7 +226,7 @@ func TestReadmeShellExamples(t *testing.T) {
 	if err := reader.Wait(t, 5*time.Second); err != nil {
 		t.Errorf("reader: %v", err)
 	}
-	if code := cat.wait(t, 10*time.Second); code != 0 {
+	if code := cat.ExitCode(t, 10*time.Second); code != 0 {
 		t.Logf("cat T/data: exit status %d after the unmount", code)
 	}
 }
@@ -291,9 +295,9 @@ func expectPart(t *testing.T, r *testutil.Child, rest []byte) int {
 }
 
 // subMessage decodes the payload of the next `shmfs sub --format json` line.
-func subMessage(t *testing.T, p *process) []byte {
+func subMessage(t *testing.T, p *testutil.Child) []byte {
 	t.Helper()
-	l := p.line(t, 10*time.Second)
+	l := p.Line(t, 10*time.Second)
 	var m struct {
 		Size       int     `json:"size"`
 		Data       *string `json:"data"`

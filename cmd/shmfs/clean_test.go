@@ -37,15 +37,15 @@ func TestClean(t *testing.T) {
 	dead := startShmfs(t, e.vars(), "pub", "--rate", "10", "--repeat", "0", "doomed", "y")
 	var liveObjs, deadObjs []string
 	testutil.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
-		liveObjs = objectsOfPID(t, e.domain, live.cmd.Process.Pid)
-		deadObjs = objectsOfPID(t, e.domain, dead.cmd.Process.Pid)
+		liveObjs = objectsOfPID(t, e.domain, live.PID())
+		deadObjs = objectsOfPID(t, e.domain, dead.PID())
 		if len(liveObjs) == 0 || len(deadObjs) == 0 {
 			return fmt.Errorf("publishers have %d and %d objects", len(liveObjs), len(deadObjs))
 		}
 		return nil
 	})
-	_ = dead.cmd.Process.Kill()
-	if code := dead.wait(t, 10*time.Second); code != -9 {
+	dead.Kill()
+	if code := dead.ExitCode(t, 10*time.Second); code != -9 {
 		t.Fatalf("killed pub: exit %d, want signal 9", code)
 	}
 
@@ -65,7 +65,7 @@ func TestClean(t *testing.T) {
 	if got := listed(r.stdout, "would remove"); r.code != 0 || !slices.Equal(got, deadObjs) {
 		t.Fatalf("clean --dry-run: exit %d, listed %q, want %q; stderr %s", r.code, got, deadObjs, r.stderr)
 	}
-	if now := objectsOfPID(t, e.domain, dead.cmd.Process.Pid); !slices.Equal(now, deadObjs) {
+	if now := objectsOfPID(t, e.domain, dead.PID()); !slices.Equal(now, deadObjs) {
 		t.Fatalf("--dry-run removed objects: %q left of %q", now, deadObjs)
 	}
 
@@ -79,15 +79,15 @@ func TestClean(t *testing.T) {
 	if got := listed(r.stdout, "removed"); r.code != 0 || !slices.Equal(got, deadObjs) {
 		t.Fatalf("clean: exit %d, removed %q, want %q; stderr %s", r.code, got, deadObjs, r.stderr)
 	}
-	if left := objectsOfPID(t, e.domain, dead.cmd.Process.Pid); len(left) != 0 {
+	if left := objectsOfPID(t, e.domain, dead.PID()); len(left) != 0 {
 		t.Errorf("clean left %q", left)
 	}
-	if now := objectsOfPID(t, e.domain, live.cmd.Process.Pid); !slices.Equal(now, liveObjs) {
+	if now := objectsOfPID(t, e.domain, live.PID()); !slices.Equal(now, liveObjs) {
 		t.Errorf("live publisher's objects changed: %q, were %q", now, liveObjs)
 	}
 	r = runShmfs(t, 30*time.Second, e.vars(), "", "clean")
 	if r.code != 0 || r.stdout != "" || !strings.Contains(r.stderr, "nothing to clean") {
 		t.Errorf("second clean: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
-	live.stop(t)
+	live.Stop(t, 15*time.Second)
 }

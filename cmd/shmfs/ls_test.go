@@ -14,7 +14,7 @@ func TestLsAndInfo(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	pub := startShmfs(t, e.vars(), "pub", "--type", "text", "--rate", "20", "--repeat", "0", "weather", "sunny")
-	pid := int32(pub.cmd.Process.Pid)
+	pid := int32(pub.PID())
 
 	var topics []topicJSON
 	found := func() *topicJSON {
@@ -94,5 +94,5 @@ func TestLsAndInfo(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, `shmfs: info: topic "nosuchtopic" not found in domain "`+e.domain+`"`) {
 		t.Errorf("info on a missing topic: exit %d, stderr %q", r.code, r.stderr)
 	}
-	pub.stop(t)
+	pub.Stop(t, 15*time.Second)
 }

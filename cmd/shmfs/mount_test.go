@@ -48,7 +48,7 @@ func TestMount(t *testing.T) {
 			_ = syscall.Unmount(dir, syscall.MNT_DETACH)
 		}
 	})
-	m.expectStderr(t, "mounted domain", 20*time.Second)
+	m.ExpectStderr(t, "mounted domain", 20*time.Second)
 	if !isShmfsMount(dir) {
 		t.Fatalf("%s is not a fuse.shmfs mount after 'mounted'", dir)
 	}
@@ -60,9 +60,9 @@ func TestMount(t *testing.T) {
 		}
 		return nil
 	})
-	_ = m.cmd.Process.Signal(os.Interrupt)
-	if code := m.wait(t, 20*time.Second); code != 0 {
-		t.Errorf("mount: exit %d after SIGINT; output:\n%s", code, m.output())
+	m.Signal(syscall.SIGINT)
+	if code := m.ExitCode(t, 20*time.Second); code != 0 {
+		t.Errorf("mount: exit %d after SIGINT; output:\n%s", code, m.Transcript())
 	}
 	if isShmfsMount(dir) {
 		t.Errorf("%s still mounted after mount exited", dir)

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shmfs/shmfs/internal/testutil"
 )
 
 // A sub that is already running receives every message of a pub started
@@ -21,7 +23,7 @@ func TestPubSubRoundTrip(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	sub := startShmfs(t, e.vars(), "sub", "-v", "--count", "5", "--timeout", "60s", "greetings")
-	sub.expectStderr(t, "subscribed", 20*time.Second)
+	sub.ExpectStderr(t, "subscribed", 20*time.Second)
 
 	r := runShmfs(t, 30*time.Second, e.vars(), "", "pub", "greetings", "hello", "big world", "")
 	if r.code != 0 {
@@ -31,13 +33,13 @@ func TestPubSubRoundTrip(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("pub from stdin: exit %d: %s", r.code, r.stderr)
 	}
-	got := sub.lines(t, 5, 20*time.Second)
+	got := sub.ReadLines(t, 5, 20*time.Second)
 	want := []string{"hello", "big world", "", "line one", "line two"}
 	if !slices.Equal(got, want) {
 		t.Errorf("sub got %q, want %q", got, want)
 	}
-	if code := sub.wait(t, 20*time.Second); code != 0 {
-		t.Errorf("sub exit %d after --count, want 0; output:\n%s", code, sub.output())
+	if code := sub.ExitCode(t, 20*time.Second); code != 0 {
+		t.Errorf("sub exit %d after --count, want 0; output:\n%s", code, sub.Transcript())
 	}
 }
 
@@ -51,7 +53,7 @@ func TestSubJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	sub := startShmfs(t, e.vars(), "sub", "-v", "--format", "json", "--count", "2", "--timeout", "60s", "--type", "blob", "data")
-	sub.expectStderr(t, "subscribed", 20*time.Second)
+	sub.ExpectStderr(t, "subscribed", 20*time.Second)
 	if r := runShmfs(t, 30*time.Second, e.vars(), "", "pub", "--type", "blob", "--id", "7", "data", "héllo"); r.code != 0 {
 		t.Fatalf("pub: exit %d: %s", r.code, r.stderr)
 	}
@@ -60,7 +62,7 @@ func TestSubJSON(t *testing.T) {
 	}
 	hex16 := regexp.MustCompile(`^[0-9a-f]{16}$`)
 	var pubs []string
-	for i, l := range sub.lines(t, 2, 20*time.Second) {
+	for i, l := range sub.ReadLines(t, 2, 20*time.Second) {
 		var m map[string]any
 		if err := json.Unmarshal([]byte(l), &m); err != nil {
 			t.Fatalf("line %d %q is not JSON: %v", i, l, err)
@@ -108,7 +110,7 @@ func TestSubJSON(t *testing.T) {
 	if len(pubs) == 2 && pubs[0] == pubs[1] {
 		t.Errorf("two pub processes reported the same publisher id %s", pubs[0])
 	}
-	if code := sub.wait(t, 20*time.Second); code != 0 {
+	if code := sub.ExitCode(t, 20*time.Second); code != 0 {
 		t.Errorf("sub exit %d", code)
 	}
 }
@@ -140,20 +142,20 @@ func TestPubSubEveryMessage(t *testing.T) {
 		want[i] = strconv.Itoa(i)
 		in.WriteString(want[i] + "\n")
 	}
-	var subs []*child
+	var subs []*testutil.Child
 	for range 2 {
 		s := startShmfs(t, e.vars(), "sub", "-v", "--count", strconv.Itoa(n), "--timeout", "60s", "bulk")
-		s.expectStderr(t, "subscribed", 20*time.Second)
+		s.ExpectStderr(t, "subscribed", 20*time.Second)
 		subs = append(subs, s)
 	}
 	if r := runShmfs(t, 60*time.Second, e.vars(), in.String(), "pub", "bulk"); r.code != 0 || r.stderr != "" {
 		t.Fatalf("pub: exit %d: %s", r.code, r.stderr)
 	}
 	for i, s := range subs {
-		if got := s.lines(t, n, 30*time.Second); !slices.Equal(got, want) {
+		if got := s.ReadLines(t, n, 30*time.Second); !slices.Equal(got, want) {
 			t.Errorf("sub %d got %d messages, first difference at %d", i, len(got), firstDiff(got, want))
 		}
-		if code := s.wait(t, 20*time.Second); code != 0 {
+		if code := s.ExitCode(t, 20*time.Second); code != 0 {
 			t.Errorf("sub %d: exit %d", i, code)
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -28,18 +27,18 @@ func TestReviewSubTypeMismatchKeepsListening(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	sub := startShmfs(t, e.vars(), "sub", "-v", "--type", "a", "--count", "1", "--timeout", "30s", "typed")
-	sub.expectStderr(t, "subscribed", 20*time.Second)
+	sub.ExpectStderr(t, "subscribed", 20*time.Second)
 	if r := runShmfs(t, 30*time.Second, e.vars(), "", "pub", "--type", "b", "typed", "wrong"); r.code != 0 {
 		t.Fatalf("pub --type b: exit %d: %s", r.code, r.stderr)
 	}
 	if r := runShmfs(t, 30*time.Second, e.vars(), "", "pub", "--type", "a", "typed", "right"); r.code != 0 {
 		t.Fatalf("pub --type a: exit %d: %s", r.code, r.stderr)
 	}
-	if l := sub.line(t, sub.stdout, 20*time.Second); l != "right" {
+	if l := sub.Line(t, 20*time.Second); l != "right" {
 		t.Fatalf("sub printed %q, want %q", l, "right")
 	}
-	if code := sub.wait(t, 20*time.Second); code != 0 {
-		t.Errorf("sub: exit %d, want 0; output:\n%s", code, sub.output())
+	if code := sub.ExitCode(t, 20*time.Second); code != 0 {
+		t.Errorf("sub: exit %d, want 0; output:\n%s", code, sub.Transcript())
 	}
 }
 
@@ -90,10 +89,10 @@ func TestReviewMountEndsOnOutsideUnmount(t *testing.T) {
 			_ = syscall.Unmount(dir, syscall.MNT_DETACH)
 		}
 	})
-	m.expectStderr(t, "mounted domain", 20*time.Second)
+	m.ExpectStderr(t, "mounted domain", 20*time.Second)
 	// A publisher of the mount (memory file in /dev/shm) that lingers.
-	if out, err := exec.Command("sh", "-c", `mkdir "$0/t" && echo hi > "$0/t/data"`, dir).CombinedOutput(); err != nil {
-		t.Fatalf("write through the mount: %v %s", err, out)
+	if r := testutil.Run(t, 20*time.Second, testutil.Options{}, "sh", "-c", `mkdir "$0/t" && echo hi > "$0/t/data"`, dir); r.Err != nil {
+		t.Fatalf("write through the mount: %v %s%s", r.Err, r.Stdout, r.Stderr)
 	}
 	testutil.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
 		if err := syscall.Unmount(dir, 0); err != nil {
@@ -101,8 +100,8 @@ func TestReviewMountEndsOnOutsideUnmount(t *testing.T) {
 		}
 		return nil
 	})
-	if code := m.wait(t, 10*time.Second); code != 0 {
-		t.Errorf("mount: exit %d after umount from outside; output:\n%s", code, m.output())
+	if code := m.ExitCode(t, 10*time.Second); code != 0 {
+		t.Errorf("mount: exit %d after umount from outside; output:\n%s", code, m.Transcript())
 	}
 	if isShmfsMount(dir) {
 		t.Errorf("%s still mounted", dir)

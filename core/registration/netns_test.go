@@ -30,9 +30,8 @@ func TestNetworkModeNamespaces(t *testing.T) {
 	net3 := fmt.Sprintf("10.%d.%d", 200+proc.RandomID()%50, proc.RandomID()%250)
 
 	ip := func(args ...string) error {
-		out, err := exec.Command("ip", args...).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		if r := testutil.Run(t, 30*time.Second, testutil.Options{}, "ip", args...); r.Err != nil {
+			return fmt.Errorf("ip %s: %v: %s%s", strings.Join(args, " "), r.Err, r.Stdout, r.Stderr)
 		}
 		return nil
 	}

@@ -1,19 +1,14 @@
-// Package testutil holds black-box helpers for shmfs tests: re-executing the
-// test binary as child processes, polling instead of sleeping, private
+// Package testutil holds black-box helpers for shmfs tests: the one process
+// harness (re-executed copies of the test binary and external commands, as
+// the test's user or a throwaway one), polling instead of sleeping, private
 // domains and ports, and a check that /dev/shm was left clean.
 package testutil
 
 import (
-	"bufio"
 	"fmt"
-	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,7 +20,7 @@ const childEnv = "SHMFS_TEST_CHILD"
 
 // Main is called from a package's TestMain. When the binary was started by
 // StartChild it runs the named child function and exits with its result;
-// otherwise it runs the tests.
+// otherwise it runs the tests (RunTests).
 func Main(m *testing.M, children map[string]func(args []string) int) {
 	if name := os.Getenv(childEnv); name != "" {
 		fn, ok := children[name]
@@ -35,8 +30,24 @@ func Main(m *testing.M, children map[string]func(args []string) int) {
 		}
 		os.Exit(fn(os.Args[1:]))
 	}
-	os.Exit(m.Run())
+	os.Exit(RunTests(m))
 }
+
+// RunTests runs the tests and then removes what the harness made for the
+// whole test binary (the copy of it that other users may execute). A
+// TestMain that does not call Main calls it instead of m.Run.
+func RunTests(m *testing.M) int {
+	binCopy.mu.Lock()
+	binCopy.owned = true
+	binCopy.mu.Unlock()
+	defer removeBinaryCopy()
+	return m.Run()
+}
+
+// IsChild reports whether this process was started by StartChild, so that
+// a TestMain can skip its own setup (building binaries) in children before
+// calling Main.
+func IsChild() bool { return os.Getenv(childEnv) != "" }
 
 // ChildArgs returns the arguments given to StartChild (after "--").
 func ChildArgs(args []string) []string {
@@ -47,151 +58,6 @@ func ChildArgs(args []string) []string {
 	}
 	return nil
 }
-
-// Child is a re-executed copy of the test binary.
-type Child struct {
-	Cmd   *exec.Cmd
-	lines chan string
-	mu    sync.Mutex
-	out   strings.Builder // all stdout, for failure messages
-	done  chan struct{}
-	err   error
-}
-
-// StartChild runs the child function name in a new process. Its stdout is
-// read line by line (Line, Expect); its stderr goes to the test log. The
-// child is killed and reaped at test cleanup.
-func StartChild(t testing.TB, name string, env []string, args ...string) *Child {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^$", "--"}, args...)...)
-	cmd.Env = append(append(os.Environ(), childEnv+"="+name), env...)
-	cmd.Stderr = &testWriter{t: t, prefix: name + ": "}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start child %s: %v", name, err)
-	}
-	c := &Child{Cmd: cmd, lines: make(chan string, 1<<16), done: make(chan struct{})}
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 64<<10), 16<<20)
-		for sc.Scan() {
-			c.mu.Lock()
-			c.out.WriteString(sc.Text() + "\n")
-			c.mu.Unlock()
-			c.lines <- sc.Text()
-		}
-		close(c.lines)
-		c.err = cmd.Wait()
-		close(c.done)
-	}()
-	t.Cleanup(func() {
-		c.Kill()
-		select {
-		case <-c.done:
-		case <-time.After(10 * time.Second):
-			t.Errorf("child %s not reaped", name)
-		}
-	})
-	return c
-}
-
-// Line returns the next stdout line, or fails the test after timeout.
-func (c *Child) Line(t testing.TB, timeout time.Duration) string {
-	t.Helper()
-	select {
-	case l, ok := <-c.lines:
-		if !ok {
-			t.Fatalf("child exited (%v) before printing a line; output:\n%s", c.waitErr(), c.Output())
-		}
-		return l
-	case <-time.After(timeout):
-		t.Fatalf("no line from child within %v; output so far:\n%s", timeout, c.Output())
-	}
-	return ""
-}
-
-// Expect reads lines until one equals want, or fails after timeout.
-func (c *Child) Expect(t testing.TB, want string, timeout time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		l := c.Line(t, time.Until(deadline))
-		if l == want {
-			return
-		}
-	}
-}
-
-// Output returns everything the child printed on stdout so far.
-func (c *Child) Output() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.out.String()
-}
-
-// Wait waits for the child to exit and returns its error (nil on exit 0).
-func (c *Child) Wait(t testing.TB, timeout time.Duration) error {
-	t.Helper()
-	select {
-	case <-c.done:
-		return c.err
-	case <-time.After(timeout):
-		t.Fatalf("child did not exit within %v; output:\n%s", timeout, c.Output())
-	}
-	return nil
-}
-
-func (c *Child) waitErr() error {
-	select {
-	case <-c.done:
-		return c.err
-	case <-time.After(time.Second):
-		return nil
-	}
-}
-
-// Kill sends SIGKILL (the child cannot clean up).
-func (c *Child) Kill() { _ = c.Cmd.Process.Signal(syscall.SIGKILL) }
-
-// Identity returns the child's process identity.
-func (c *Child) Identity(t testing.TB) proc.Identity {
-	st, _, err := proc.Stat(c.Cmd.Process.Pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return proc.Identity{PID: int32(c.Cmd.Process.Pid), StartTime: st}
-}
-
-type testWriter struct {
-	t      testing.TB
-	prefix string
-	mu     sync.Mutex
-	buf    []byte
-}
-
-func (w *testWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf = append(w.buf, p...)
-	for {
-		i := strings.IndexByte(string(w.buf), '\n')
-		if i < 0 {
-			break
-		}
-		line := string(w.buf[:i])
-		w.buf = w.buf[i+1:]
-		func() {
-			defer func() { _ = recover() }() // test may have ended
-			w.t.Log(w.prefix + line)
-		}()
-	}
-	return len(p), nil
-}
-
-var _ io.Writer = (*testWriter)(nil)
 
 // CheckFor calls fn every interval until it returns nil, and fails the test
 // with fn's last error when timeout passes first.
