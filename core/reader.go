@@ -314,8 +314,37 @@ func (t *topicReader) addFeed(e registration.Entity) {
 		c.s.curs.Store(appendCopy(c.s.curs.Load(), c))
 	}
 	t.feeds[e.ID] = f
-	f.acked.Store(f.mf.Head())
+	// The acknowledgement starts below the cursors: the latest message,
+	// which a new subscriber takes first, stays protected until it is
+	// taken.
 	f.recomputeAck()
+	t.announceLocked()
+}
+
+// files returns what the topic's subscriber entities announce as their
+// memory files: the bell first, then the ack event of every connection, so
+// that a publisher learns at once (the change is announced immediately)
+// that this process connected to it and links it. At most
+// registration.MaxMemFiles names; publishers beyond that link at their
+// next refresh. Caller holds t.mu.
+func (t *topicReader) filesLocked() []string {
+	files := []string{t.bell.Name()}
+	for _, f := range t.feeds {
+		if len(files) == registration.MaxMemFiles {
+			break
+		}
+		files = append(files, f.l.ack.Name())
+	}
+	return files
+}
+
+// announceLocked re-announces the topic's subscribers with the current
+// files. Caller holds t.mu.
+func (t *topicReader) announceLocked() {
+	files := t.filesLocked()
+	for s := range t.subs {
+		_ = t.node.agent.Update(s.entity(files))
+	}
 }
 
 // openFeed opens and verifies publisher e's memory file.
@@ -386,6 +415,7 @@ func (t *topicReader) removeFeed(f *feed) {
 	}
 	delete(t.feeds, f.info.ID)
 	delete(t.heldSince, f)
+	t.announceLocked()
 	for s := range t.subs {
 		var keep []*cursor
 		for _, c := range *s.curs.Load() {

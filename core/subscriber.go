@@ -96,11 +96,11 @@ func (n *Node) NewSubscriber(topic string, o *SubscriberOptions) (*Subscriber, e
 		return nil, err
 	}
 	s.t = t
-	if err := n.agent.Register(registration.Entity{
-		Kind: registration.KindSubscriber, ID: s.id, Topic: topic, Type: opts.Type,
-		MemFiles: []string{t.bell.Name()},
-		Flags:    registration.FlagQuery, // running publishers answer at once
-	}); err != nil {
+	t.mu.Lock()
+	e := s.entity(t.filesLocked())
+	t.mu.Unlock()
+	e.Flags = registration.FlagQuery // running publishers answer at once
+	if err := n.agent.Register(e); err != nil {
 		s.close()
 		return nil, fmt.Errorf("%w: subscriber %q: %w", ErrRegistration, topic, err)
 	}
@@ -119,6 +119,14 @@ func (n *Node) NewSubscriber(topic string, o *SubscriberOptions) (*Subscriber, e
 	}
 	n.reconcile(topic)
 	return s, nil
+}
+
+// entity is the subscriber's registration entity announcing files (see
+// topicReader.filesLocked).
+func (s *Subscriber) entity(files []string) registration.Entity {
+	return registration.Entity{
+		Kind: registration.KindSubscriber, ID: s.id, Topic: s.topic, Type: s.opts.Type, MemFiles: files,
+	}
 }
 
 // report queues an error for the next Receive call (dropped if 8 are
