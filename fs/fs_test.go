@@ -229,3 +229,32 @@ func TestInterruptedReadsLoseNothing(t *testing.T) {
 		<-done
 	})
 }
+
+// A reader that stops reading (a SIGSTOPped cat) hurts only itself: the
+// other reader of the topic gets every message of a shell loop, and the
+// stopped one, continued, goes on with the newest messages.
+func TestStoppedCatHurtsOnlyItself(t *testing.T) {
+	e := newEnv(t, "core", MountOptions{})
+	e.sh(`mkdir "$M/stall"`, 5*time.Second)
+	stopped := e.start("cat", e.path("stall", "data"))
+	healthy := e.start("cat", e.path("stall", "data"))
+	e.waitSubscribers("stall", 2)
+	e.sh(`echo 0 > "$M/stall/data"`, 10*time.Second)
+	for _, c := range []*testutil.Child{stopped, healthy} {
+		if l := c.Line(t, 5*time.Second); l != "0" {
+			t.Fatalf("cat printed %q, want 0", l)
+		}
+	}
+	stopped.Signal(syscall.SIGSTOP)
+	defer stopped.Signal(syscall.SIGCONT)
+	testutil.WaitStopped(t, stopped.PID(), 5*time.Second)
+	const n = 800 // more than the window of 256
+	e.sh(`for i in $(seq `+strconv.Itoa(n)+`); do echo $i; done > "$M/stall/data"`, 60*time.Second)
+	for i := 1; i <= n; i++ {
+		if l := healthy.Line(t, 10*time.Second); l != strconv.Itoa(i) {
+			t.Fatalf("healthy reader, line %d: got %q", i, l)
+		}
+	}
+	stopped.Signal(syscall.SIGCONT)
+	stopped.Expect(t, strconv.Itoa(n), 10*time.Second)
+}
