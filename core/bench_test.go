@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -502,4 +503,126 @@ func BenchmarkOffered100kHz(b *testing.B) {
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "offered-msg/s")
 	b.ReportMetric(got/elapsed.Seconds(), "received-msg/s")
 	b.ReportMetric(100*(1-got/float64(b.N)), "%lost")
+}
+
+func init() {
+	children["fansub"] = childFanSub
+}
+
+// childFanSub: args topic count subscribers. Each subscriber takes
+// messages until the one with sequence number count-1; then the child
+// prints "got <total received> <total dropped>".
+func childFanSub(args []string) int {
+	a := testutil.ChildArgs(args)
+	topic, count, nsubs := a[0], atoi(a[1]), atoi(a[2])
+	n, err := childNode()
+	if err != nil {
+		return fail("OpenNode: %v", err)
+	}
+	defer n.Close()
+	var subs []*core.Subscriber
+	for i := 0; i < nsubs; i++ {
+		s, err := n.NewSubscriber(topic, &core.SubscriberOptions{OnlyNew: true})
+		if err != nil {
+			return fail("NewSubscriber: %v", err)
+		}
+		subs = append(subs, s)
+	}
+	fmt.Println("ready")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	got := make(chan uint64, nsubs)
+	for _, s := range subs {
+		go func() {
+			var k uint64
+			for last := false; !last; {
+				err := s.ReceiveFunc(ctx, func(h core.Header, view []byte) error {
+					if seq := binary.LittleEndian.Uint64(view); seq != 1<<63 {
+						k++
+						last = seq == uint64(count-1)
+					}
+					return nil
+				})
+				if err != nil {
+					break
+				}
+			}
+			got <- k
+		}()
+	}
+	var total, dropped uint64
+	for _, s := range subs {
+		total += <-got
+		dropped += s.Stats().Dropped
+	}
+	fmt.Printf("got %d %d\n", total, dropped)
+	return 0
+}
+
+// BenchmarkFanOut: the cost of one Send (64 B, ack mode, default window)
+// with 1 subscriber, and with 64 subscribers spread over 8 processes; every
+// subscriber takes every message. cpu-ns/send is the publisher's own work
+// (CPU time of this process, which runs only the publisher); msg/s the
+// rate every subscriber got, bounded on a small machine by the
+// subscribers' work.
+func BenchmarkFanOut(b *testing.B) {
+	for _, c := range []struct{ procs, per int }{{1, 1}, {8, 8}} {
+		b.Run(fmt.Sprintf("%dsubs", c.procs*c.per), func(b *testing.B) {
+			n, e := openNode(b)
+			var kids []*testutil.Child
+			for i := 0; i < c.procs; i++ {
+				kids = append(kids, testutil.StartChild(b, "fansub", e, "fan", strconv.Itoa(b.N), strconv.Itoa(c.per)))
+			}
+			for _, k := range kids {
+				k.Expect(b, "ready", 30*time.Second)
+			}
+			p, err := n.NewPublisher("fan", &core.PublisherOptions{AckTimeout: 10 * time.Second})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer p.Close()
+			ctx := context.Background()
+			msg := make([]byte, 64)
+			binary.LittleEndian.PutUint64(msg, 1<<63)
+			if err := p.Send(ctx, msg); err != nil {
+				b.Fatal(err)
+			}
+			cpu0 := processCPU(b)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				binary.LittleEndian.PutUint64(msg, uint64(i))
+				if err := p.Send(ctx, msg); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if err := p.Flush(ctx); err != nil {
+				b.Fatal(err)
+			}
+			elapsed := b.Elapsed()
+			b.StopTimer()
+			cpu := processCPU(b) - cpu0
+			for _, k := range kids {
+				got, dropped := childResult(b, k)
+				if got != float64(b.N*c.per) || dropped != 0 {
+					b.Fatalf("a subscriber process got %v of %d messages, dropped %v", got, b.N*c.per, dropped)
+				}
+				if err := k.Wait(b, 10*time.Second); err != nil {
+					b.Fatal(err)
+				}
+			}
+			// The publisher's own work per Send (this process runs only
+			// the publisher), and the rate every subscriber was served at.
+			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/send")
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msg/s")
+		})
+	}
+}
+
+// processCPU returns the CPU time (user + system) this process used so far.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
