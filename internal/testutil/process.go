@@ -37,6 +37,10 @@ type Options struct {
 	// should release what it holds); the test fails if the process is
 	// still running 10 s later, and then it gets SIGKILL.
 	StopSignal syscall.Signal
+	// Unshare: namespaces the process gets of its own (CLONE_NEW* flags,
+	// e.g. CLONE_NEWNS to mount a private /dev/shm); the test must be
+	// root. With CLONE_NEWNS every mount is made private first.
+	Unshare uintptr
 }
 
 // Child is a process a test started: a re-executed copy of the test binary
@@ -124,7 +128,7 @@ func start(t testing.TB, o Options, label, path string, args []string) *Child {
 	}
 	cmd.Env = append(env, o.Env...)
 	cmd.Stdin = o.Stdin
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: o.Group}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: o.Group, Unshareflags: o.Unshare}
 	if o.User != nil {
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: o.User.UID, Gid: o.User.GID, Groups: []uint32{}}
 	}
