@@ -8,7 +8,9 @@ import (
 )
 
 // Sentinel errors. Every error returned by this package is one of these or
-// wraps one (test with errors.Is), or wraps a context error.
+// wraps one (test with errors.Is), or is a context's error, or is the
+// error of the caller's own function (a SendFunc fill, a ReceiveFunc
+// callback), returned as it is.
 var (
 	// ErrClosed: the publisher, subscriber or node was closed.
 	ErrClosed = errors.New("shmfs: closed")
