@@ -200,17 +200,27 @@ func (n *Node) reconcileAll() {
 	}
 }
 
-// announceCounters copies the publishers' counters into their registration
-// entities; registration calls it right before each periodic announcement.
+// announceCounters copies the publishers' and subscribers' counters into
+// their registration entities; registration calls it right before each
+// periodic announcement.
 func (n *Node) announceCounters() {
 	n.mu.Lock()
 	pubs := make([]*Publisher, 0, len(n.pubs))
 	for _, p := range n.pubs {
 		pubs = append(pubs, p)
 	}
+	readers := make([]*topicReader, 0, len(n.readers))
+	for _, t := range n.readers {
+		readers = append(readers, t)
+	}
 	n.mu.Unlock()
 	for _, p := range pubs {
 		p.announceCounters()
+	}
+	for _, t := range readers {
+		t.mu.Lock()
+		t.announceLocked()
+		t.mu.Unlock()
 	}
 }
 
@@ -357,17 +367,28 @@ func (n *Node) Topic(name string) (TopicInfo, bool) {
 	return ti, len(es) > 0
 }
 
-// live replaces the counters of this process's own publishers, which
-// registration announces once per refresh period, with their current values.
+// live replaces the counters of this process's own publishers and
+// subscribers, which registration announces once per refresh period, with
+// their current values.
 func (n *Node) live(e registration.Entity) registration.Entity {
-	if e.Kind != registration.KindPublisher || e.Instance != proc.InstanceID() {
+	if e.Instance != proc.InstanceID() {
 		return e
 	}
 	n.mu.Lock()
-	p := n.pubs[e.ID]
-	n.mu.Unlock()
-	if p != nil {
-		e.Sent, e.AckTimeouts = p.sent.Load(), p.ackTimeouts.Load()
+	defer n.mu.Unlock()
+	switch e.Kind {
+	case registration.KindPublisher:
+		if p := n.pubs[e.ID]; p != nil {
+			e.Sent, e.AckTimeouts = p.sent.Load(), p.ackTimeouts.Load()
+		}
+	case registration.KindSubscriber:
+		if t := n.readers[e.Topic]; t != nil {
+			for _, s := range *t.subList.Load() {
+				if s.id == e.ID {
+					e.Dropped = s.dropped.Load()
+				}
+			}
+		}
 	}
 	return e
 }

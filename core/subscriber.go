@@ -126,6 +126,7 @@ func (n *Node) NewSubscriber(topic string, o *SubscriberOptions) (*Subscriber, e
 func (s *Subscriber) entity(files []string) registration.Entity {
 	return registration.Entity{
 		Kind: registration.KindSubscriber, ID: s.id, Topic: s.topic, Type: s.opts.Type, MemFiles: files,
+		Dropped: s.dropped.Load(),
 	}
 }
 
