@@ -27,12 +27,15 @@ func init() {
 }
 
 // childPubTick: args topic. Publishes "tick <n>" every 2 ms (ack mode)
-// until SIGTERM.
+// until SIGTERM. It announces every 5 s only: a forged datagram's effect on
+// a peer's registry lasts until its next announcement.
 func childPubTick(args []string) int {
 	a := testutil.ChildArgs(args)
 	ctx, cancel := childContext(time.Minute)
 	defer cancel()
-	n, err := childNode()
+	cfg := testConfig()
+	cfg.Refresh, cfg.Timeout = 5*time.Second, 20*time.Second
+	n, err := core.OpenNode(cfg)
 	if err != nil {
 		return fail("OpenNode: %v", err)
 	}
