@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shmfs/shmfs/core"
@@ -40,13 +41,13 @@ type exportPub struct {
 	want       map[int32]string // eCAL subscriber pid -> executable
 	revalidate bool
 
+	// For registration, read without mu.
+	clock, size, sent atomic.Uint64
+
 	// mu guards the rest; a write holds it during its acknowledgement wait.
 	mu     sync.Mutex
 	w      []*memWriter
 	next   int
-	clock  uint64
-	size   int
-	sent   uint64
 	conns  map[int32]*conn
 	closed bool
 }
@@ -90,10 +91,8 @@ func (ep *exportPub) sample(cmd Cmd, g *Gateway) *Sample {
 	ep.wantMu.Lock()
 	t.ConnLocal = int32(len(ep.want))
 	ep.wantMu.Unlock()
-	ep.mu.Lock()
-	t.Size, t.DataClock = int32(min(ep.size, 1<<31-1)), int64(ep.clock)
-	confirmed := ep.sent > 0
-	ep.mu.Unlock()
+	t.Size, t.DataClock = int32(min(ep.size.Load(), 1<<31-1)), int64(ep.clock.Load())
+	confirmed := ep.sent.Load() > 0
 	l := Layer{Type: LayerSHM, Version: 1, Confirmed: confirmed, MemFiles: ep.names, HasPar: true}
 	if len(ep.names) == 1 {
 		l.ParShm = ep.names[0] // what eCAL 5.13 also fills, for eCAL <= 5.9 readers
@@ -184,16 +183,16 @@ func (ep *exportPub) write(h core.Header, view []byte) error {
 		return ErrClosed
 	}
 	ep.applyWant()
-	ep.clock++
+	clock := ep.clock.Add(1)
 	idx := ep.next
 	ep.next = (ep.next + 1) % len(ep.w)
 	ackTO := g.cfg.ECALAckTimeout
-	hdr := MemHeader{ID: uint64(h.ID), Clock: ep.clock, Time: h.Time.UnixMicro(), Hash: mix(ep.salt + ep.clock), AckTimeout: ms(ackTO)}
+	hdr := MemHeader{ID: uint64(h.ID), Clock: clock, Time: h.Time.UnixMicro(), Hash: mix(ep.salt + clock), AckTimeout: ms(ackTO)}
 	if _, err := ep.w[idx].write(hdr, len(view), func(dst []byte) { copy(dst, view) }, 200*time.Millisecond); err != nil {
 		return err
 	}
-	ep.size = len(view)
-	ep.sent++
+	ep.size.Store(uint64(len(view)))
+	ep.sent.Add(1)
 	conns := make([]*conn, 0, len(ep.conns))
 	for _, c := range ep.conns {
 		conns = append(conns, c)

@@ -528,16 +528,20 @@ func (g *Gateway) announceProcess(cmd Cmd) {
 func (g *Gateway) announceAll() {
 	g.announceProcess(CmdRegProcess)
 	g.mu.Lock()
-	var samples []*Sample
+	subs := make([]*ecalSub, 0, len(g.importSubs))
 	for _, s := range g.importSubs {
-		samples = append(samples, s.sample(CmdRegSub, g))
+		subs = append(subs, s)
 	}
+	eps := make([]*exportPub, 0, len(g.exports))
 	for _, ep := range g.exports {
-		samples = append(samples, ep.sample(CmdRegPub, g))
+		eps = append(eps, ep)
 	}
 	g.mu.Unlock()
-	for _, s := range samples {
-		g.announce(s)
+	for _, s := range subs {
+		g.announce(s.sample(CmdRegSub, g))
+	}
+	for _, ep := range eps {
+		g.announce(ep.sample(CmdRegPub, g))
 	}
 }
 

@@ -65,13 +65,23 @@ func StartChild(t testing.TB, name string, env []string, args ...string) *Child 
 	t.Helper()
 	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^$", "--"}, args...)...)
 	cmd.Env = append(append(os.Environ(), childEnv+"="+name), env...)
-	cmd.Stderr = &testWriter{t: t, prefix: name + ": "}
+	return StartCommand(t, name, cmd)
+}
+
+// StartCommand runs another program (cmd, not yet started) with the same
+// handling as StartChild: stdout read line by line, stderr (unless cmd sets
+// it) to the test log prefixed with name, killed and reaped at cleanup.
+func StartCommand(t testing.TB, name string, cmd *exec.Cmd) *Child {
+	t.Helper()
+	if cmd.Stderr == nil {
+		cmd.Stderr = &testWriter{t: t, prefix: name + ": "}
+	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start child %s: %v", name, err)
+		t.Fatalf("start %s: %v", name, err)
 	}
 	c := &Child{Cmd: cmd, lines: make(chan string, 1<<16), done: make(chan struct{})}
 	go func() {
