@@ -126,12 +126,12 @@ type partial struct {
 // Add takes one datagram and returns the sample name and serialized sample
 // when a message is complete.
 func (d *Defragmenter) Add(dg []byte, now time.Time) (name string, pb []byte, ok bool) {
+	d.expire(now)
 	h, valid := parseHead(dg)
 	if !valid {
 		d.Dropped++
 		return "", nil, false
 	}
-	d.expire(now)
 	payload := dg[headSize:]
 	switch h.typ {
 	case typeWhole:

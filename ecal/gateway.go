@@ -58,6 +58,10 @@ type Config struct {
 	AssumeGRefs bool
 	// Logf receives warnings (default: discarded).
 	Logf func(format string, args ...any)
+
+	// acceptGateways lets two gateways see each other's eCAL entities
+	// (tests bridge two shmfs domains through eCAL's protocol with it).
+	acceptGateways bool
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -198,6 +202,7 @@ func Start(cfg Config) (*Gateway, error) {
 		cfg.Logf("removed %d eCAL objects left by dead gateways", len(n))
 	}
 	g.reg = newRegistry(cfg.HostGroup, cfg.RegistrationTimeout, g.changed)
+	g.reg.acceptGateways = cfg.acceptGateways
 	g.recv, g.send, g.dst, err = openSockets(cfg.Port)
 	if err != nil {
 		return nil, err

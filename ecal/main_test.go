@@ -27,7 +27,8 @@ func TestMain(m *testing.M) {
 }
 
 // childSub subscribes to a shmfs topic and prints one line per message:
-// "msg CLOCK SIZE DROPPED PAYLOAD-PREFIX", then "done N" after -count
+// "msg CLOCK SIZE DROPPED HEX TEXT" (the first 8 payload bytes in hex, the
+// first 24 as text with non-printables as '_'), then "done N" after -count
 // messages.
 func childSub(args []string) int {
 	fs := flag.NewFlagSet("sub", flag.ContinueOnError)
@@ -67,7 +68,15 @@ func childSub(args []string) int {
 			if len(p) > 24 {
 				p = p[:24]
 			}
-			fmt.Printf("msg %d %d %d %s\n", m.Clock, m.Size, m.Dropped, strings.ReplaceAll(string(p), " ", "_"))
+			var idx [8]byte
+			copy(idx[:], p)
+			text := strings.Map(func(r rune) rune {
+				if r <= ' ' || r >= 0x7f {
+					return '_'
+				}
+				return r
+			}, string(p))
+			fmt.Printf("msg %d %d %d %x %s\n", m.Clock, m.Size, m.Dropped, idx, text)
 		}
 	}
 	fmt.Printf("done %d dropped %d\n", *count, dropped)
@@ -208,10 +217,12 @@ func childGateway(args []string) int {
 	group := fs.String("group", "", "")
 	imp := fs.String("import", "", "")
 	exp := fs.String("export", "", "")
+	port := fs.Int("port", 0, "eCAL registration port")
+	accept := fs.Bool("accept-gateways", false, "")
 	if err := fs.Parse(testutil.ChildArgs(args)); err != nil {
 		return 2
 	}
-	cfg := Config{Core: core.Config{Domain: *domain}, HostGroup: *group,
+	cfg := Config{Core: core.Config{Domain: *domain}, HostGroup: *group, Port: *port, acceptGateways: *accept,
 		Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }}
 	cfg.Import, cfg.Export = Patterns{}, Patterns{}
 	if *imp != "" {

@@ -40,6 +40,8 @@ type registry struct {
 	selfPID   int32
 	timeout   time.Duration
 	changed   func()
+	// acceptGateways: see Config.acceptGateways.
+	acceptGateways bool
 
 	mu       sync.Mutex
 	entities map[Key]*Entity
@@ -85,7 +87,7 @@ func (r *registry) apply(s *Sample, now time.Time) {
 		r.stats.Own++
 		return
 	}
-	if _, ok := t.Attr[gatewayAttr]; ok {
+	if _, ok := t.Attr[gatewayAttr]; ok && !r.acceptGateways {
 		r.stats.Gateway++
 		return
 	}
