@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"syscall"
 	"time"
 
@@ -71,24 +72,34 @@ func gatewayAck(d time.Duration) time.Duration {
 	return d
 }
 
-func addECALFlags(fs *pflag.FlagSet, prefix string) *ecalFlags {
+// addECALFlags adds the gateway's flags. The mount names them --ecal-import
+// and --ecal-export and uses its own --ack-timeout for imported messages.
+func addECALFlags(fs *pflag.FlagSet, mount bool) *ecalFlags {
 	f := &ecalFlags{}
-	fs.StringArrayVar(&f.imports, prefix+"import", nil, "import eCAL topics matching this glob (repeatable)")
-	fs.StringArrayVar(&f.exports, prefix+"export", nil, "export shmfs topics matching this glob (repeatable)")
+	prefix := ""
+	if mount {
+		prefix = "ecal-"
+	}
+	fs.StringArrayVar(&f.imports, prefix+"import", nil, "import eCAL topics matching this glob (repeatable; default: all, unless only --"+prefix+"export is given)")
+	fs.StringArrayVar(&f.exports, prefix+"export", nil, "export shmfs topics matching this glob (repeatable; default: all, unless only --"+prefix+"import is given)")
 	f.port = fs.Int("ecal-port", ecal.DefaultPort, "eCAL registration port ([network] multicast_port of ecal.ini)")
 	f.hostGroup = fs.String("ecal-host-group", "", "eCAL host group ([network] host_group_name; default: the host name)")
-	f.ackTimeout = fs.Duration(prefix+"ack-timeout", defaultGatewayAck, "how long an imported message waits for the shmfs subscribers; 0 = fire and forget")
+	if !mount {
+		f.ackTimeout = fs.Duration("ack-timeout", defaultGatewayAck, "how long an imported message waits for the shmfs subscribers; 0 = fire and forget")
+	}
 	f.ecalAckTimeout = fs.Duration("ecal-ack-timeout", defaultGatewayAck, "how long an exported message waits for every eCAL subscriber to read it; 0 = fire and forget")
 	f.buffers = fs.Int("ecal-buffers", 1, "memory files per exported eCAL publisher (eCAL's memfile_buffer_count)")
 	f.condvarLayout = fs.String("condvar-layout", "auto", "glibc condition-variable layout: auto (from the glibc version) or grefs (assert the pre-2.41 layout on glibc 2.38-2.40)")
 	return f
 }
 
-func (f *ecalFlags) config(c *cli, stderr io.Writer) (ecal.Config, error) {
+// config builds the gateway's configuration; importAck is the shmfs-side
+// acknowledgement timeout of imported messages.
+func (f *ecalFlags) config(c *cli, stderr io.Writer, importAck time.Duration) (ecal.Config, error) {
 	cfg := ecal.Config{
 		Core: c.config(), Import: f.imports, Export: f.exports, Port: *f.port,
 		HostGroup: *f.hostGroup, BufferCount: *f.buffers,
-		AckTimeout: gatewayAck(*f.ackTimeout), ECALAckTimeout: gatewayAck(*f.ecalAckTimeout),
+		AckTimeout: gatewayAck(importAck), ECALAckTimeout: gatewayAck(*f.ecalAckTimeout),
 		Logf: func(format string, args ...any) { fmt.Fprintf(stderr, "shmfs: ecal: "+format+"\n", args...) },
 	}
 	if f.imports != nil && f.exports == nil {
@@ -97,11 +108,10 @@ func (f *ecalFlags) config(c *cli, stderr io.Writer) (ecal.Config, error) {
 	if f.exports != nil && f.imports == nil {
 		cfg.Import = ecal.Patterns{}
 	}
-	if err := ecal.Patterns(f.imports).Check(); err != nil {
-		return cfg, usageErrorf("--import: %v", errors.Unwrap(err))
-	}
-	if err := ecal.Patterns(f.exports).Check(); err != nil {
-		return cfg, usageErrorf("--export: %v", errors.Unwrap(err))
+	for flag, p := range map[string]ecal.Patterns{"import": f.imports, "export": f.exports} {
+		if err := p.Check(); err != nil {
+			return cfg, usageErrorf("--%s: %s", flag, strings.TrimPrefix(err.Error(), ecal.ErrInvalidConfig.Error()+": "))
+		}
 	}
 	if *f.port <= 0 || *f.port > 65535 {
 		return cfg, usageErrorf("--ecal-port %d out of range (1..65535)", *f.port)
@@ -109,7 +119,7 @@ func (f *ecalFlags) config(c *cli, stderr io.Writer) (ecal.Config, error) {
 	if *f.buffers < 1 || *f.buffers > 64 {
 		return cfg, usageErrorf("--ecal-buffers %d out of range (1..64)", *f.buffers)
 	}
-	if *f.ackTimeout < 0 || *f.ecalAckTimeout < 0 {
+	if importAck < 0 || *f.ecalAckTimeout < 0 {
 		return cfg, usageErrorf("acknowledgement timeouts must not be negative (0 means fire and forget)")
 	}
 	switch *f.condvarLayout {
@@ -130,23 +140,32 @@ func startGateway(cfg ecal.Config) (*ecal.Gateway, error) {
 	case err == nil:
 		return g, nil
 	case errors.Is(err, ecal.ErrUnsupported):
-		return nil, fmt.Errorf("%w; the gateway would corrupt eCAL's locks, see docs/ecal.md", err)
+		return nil, fmt.Errorf("%w; refusing to start rather than corrupt eCAL's locks (see docs/ecal.md)", trimECAL(err))
 	case errors.Is(err, syscall.EADDRINUSE):
-		return nil, fmt.Errorf("%w; another program holds UDP port %d without SO_REUSEADDR: choose eCAL's port with --ecal-port", err, cfg.Port)
+		return nil, fmt.Errorf("%w; another program holds UDP port %d without SO_REUSEADDR: choose eCAL's port with --ecal-port", trimECAL(err), cfg.Port)
 	}
-	return nil, err
+	return nil, trimECAL(err)
 }
+
+// trimECAL drops the package prefix of the gateway's errors: the command's
+// error line already says "shmfs: ecal:".
+type trimmed struct{ err error }
+
+func (t trimmed) Error() string { return strings.TrimPrefix(t.err.Error(), "ecal: ") }
+func (t trimmed) Unwrap() error { return t.err }
+
+func trimECAL(err error) error { return trimmed{err} }
 
 func runECAL(c *cli, args []string) error {
 	fs := c.flags()
-	f := addECALFlags(fs, "")
+	f := addECALFlags(fs, false)
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usageErrorf("unexpected arguments %q (the command takes only flags)", fs.Args())
 	}
-	cfg, err := f.config(c, c.stderr)
+	cfg, err := f.config(c, c.stderr, *f.ackTimeout)
 	if err != nil {
 		return err
 	}
@@ -159,9 +178,10 @@ func runECAL(c *cli, args []string) error {
 	fmt.Fprintf(c.stderr, "shmfs: ecal: bridging eCAL (port %d, host group %q, glibc %v) and shmfs domain %q; Ctrl-C to stop\n",
 		cfg.Port, hostGroupOf(cfg), g.Glibc(), c.domain)
 	<-ctx.Done()
-	st := g.Stats()
 	err = g.Close()
-	fmt.Fprintf(c.stderr, "shmfs: ecal: %d messages imported, %d exported (%+v)\n", st.Imported, st.Exported, st)
+	st := g.Stats()
+	fmt.Fprintf(c.stderr, "shmfs: ecal: %d messages imported (%d not delivered in time), %d exported (%d eCAL acknowledgements timed out)\n",
+		st.Imported, st.ImportErrors, st.Exported, st.ExportAckTimeouts)
 	return err
 }
 
