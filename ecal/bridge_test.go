@@ -40,6 +40,7 @@ func TestTwoGatewaysBridgeDomainsThroughECALProtocol(t *testing.T) {
 	// subscriber, which X creates once Y subscribed in eCAL.
 	pub := testutil.StartChild(t, "pub", nil, "-domain", a, "-topic", "bridged", "-count", strconv.Itoa(n), "-sizes", "8,100,5000,70000,300000", "-subs", "1")
 	waitLine(t, pub, "sent", 120*time.Second)
+	exited(t, pub)
 	re := regexp.MustCompile(`^msg \d+ (\d+) (\d+) ([0-9a-f]{16}) `)
 	sizes := []int{8, 100, 5000, 70000, 300000}
 	for i := 0; i < n; i++ {
@@ -56,6 +57,7 @@ func TestTwoGatewaysBridgeDomainsThroughECALProtocol(t *testing.T) {
 		}
 	}
 	waitLine(t, sub, "done", 10*time.Second)
+	exited(t, sub)
 	for _, g := range []*testutil.Child{x, y} {
 		_ = g.Cmd.Process.Signal(syscall.SIGTERM)
 		l := waitLine(t, g, "stats", 10*time.Second)

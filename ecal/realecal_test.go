@@ -44,6 +44,7 @@ func TestRealECAL(t *testing.T) {
 
 	t.Run("MinimalSndToShmfsSubCommand", env.minimalSndToShmfsSub)
 	t.Run("ShmfsPubCommandToMinimalRecCb", env.shmfsPubToMinimalRecCb)
+	t.Run("PersonSndTypeAppearsInShmfsLs", env.personType)
 	t.Run("LatencySndAckModeToShmfsBesideLatencyRec", func(t *testing.T) { env.latencySnd(t, "-s", "1") })
 	t.Run("LatencySndMultiBuffer", func(t *testing.T) { env.latencySnd(t, "-s", "1", "-b", "3") })
 	t.Run("LatencySndZeroCopy", func(t *testing.T) { env.latencySnd(t, "-s", "64", "-z") })
@@ -215,6 +216,15 @@ func cleanShm(t *testing.T) {
 	})
 }
 
+// exited waits until a child that finished its work has exited (and so
+// closed its shmfs objects) before the test's cleanup kills it.
+func exited(t *testing.T, c *testutil.Child) {
+	t.Helper()
+	if err := c.Wait(t, 10*time.Second); err != nil {
+		t.Errorf("%s: %v", c.Cmd.Path, err)
+	}
+}
+
 func waitLine(t *testing.T, c *testutil.Child, prefix string, timeout time.Duration) string {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -286,6 +296,25 @@ func (e *ecalEnv) shmfsPubToMinimalRecCb(t *testing.T) {
 	}
 }
 
+// person_snd publishes protobuf pb.People.Person (with its descriptor):
+// 'shmfs ls --json' shows the topic with type "proto:pb.People.Person".
+func (e *ecalEnv) personType(t *testing.T) {
+	cleanShm(t)
+	d := testutil.Domain(t)
+	e.gateway(t, d, "", nil, nil)
+	e.start(t, "", "", "ecal_sample_person_snd")
+	var out string
+	testutil.CheckFor(t, 15*time.Second, 100*time.Millisecond, func() error {
+		b, _ := exec.Command(e.shmfs, "ls", "--json", "--domain", d).Output()
+		out = string(b)
+		if !strings.Contains(out, `"proto:pb.People.Person"`) {
+			return fmt.Errorf("shmfs ls: %s", out)
+		}
+		return nil
+	})
+	t.Logf("shmfs ls --json: %s", strings.TrimSpace(out))
+}
+
 // latency_snd sends in ack mode (100 ms) to latency_rec and, through the
 // gateway, to a shmfs subscriber: both get every message; the gateway
 // acknowledges in time (no import errors).
@@ -311,6 +340,7 @@ func (e *ecalEnv) latencySnd(t *testing.T, args ...string) {
 	if done != fmt.Sprintf("done %d dropped 0", total) {
 		t.Fatalf("shmfs subscriber: %q, want all %d messages, none dropped", done, total)
 	}
+	exited(t, sub)
 	got := waitLine(t, rec, "Messages received", 60*time.Second)
 	if !strings.HasSuffix(got, ": "+strconv.Itoa(runs)) {
 		t.Fatalf("latency_rec: %q, want %d", got, runs)
@@ -392,6 +422,7 @@ func (e *ecalEnv) exportGrowing(t *testing.T) {
 	}
 	pub := testutil.StartChild(t, "pub", nil, "-domain", d, "-topic", "blob", "-count", strconv.Itoa(len(sizes)), "-sizes", strings.Join(ss, ","), "-subs", "1")
 	waitLine(t, pub, "sent", 60*time.Second)
+	exited(t, pub)
 	for _, s := range sizes {
 		l := waitLine(t, rec, "Size", 30*time.Second)
 		if !strings.HasSuffix(l, ": "+strconv.Itoa(s)) {
@@ -613,6 +644,7 @@ func (e *ecalEnv) subscriberKilled(t *testing.T) {
 	rec.Kill()
 	_ = rec.Wait(t, 10*time.Second)
 	waitLine(t, pub, "sent 3000", 120*time.Second)
+	exited(t, pub)
 	st := g.Stats()
 	if st.ExportAckTimeouts > 1 {
 		t.Fatalf("%d ack timeouts after the subscriber died: the gateway waited for a dead process", st.ExportAckTimeouts)
@@ -628,6 +660,7 @@ func (e *ecalEnv) subscriberKilled(t *testing.T) {
 	})
 	pub2 := testutil.StartChild(t, "pub", nil, "-domain", d, "-topic", "blob", "-count", "5", "-sizes", "777", "-subs", "1")
 	waitLine(t, pub2, "sent 5", 30*time.Second)
+	exited(t, pub2)
 	for i := 0; i < 5; i++ {
 		if l := waitLine(t, rec2, "Size", 30*time.Second); !strings.HasSuffix(l, ": 777") {
 			t.Fatalf("new subscriber got %q", l)
