@@ -28,7 +28,7 @@ type importPub struct {
 	key    Key
 	ecal   string // eCAL topic name
 	exe    string
-	files  []string
+	files  []string // guarded by Gateway.mu
 	pub    *core.Publisher
 	ackTO  time.Duration
 	mu     sync.Mutex // guards obs
@@ -147,8 +147,8 @@ func (g *Gateway) reconcileImports(pubs map[Key]Entity, shm map[string]*topicInf
 	}
 	// Observers run while the topic is subscribed.
 	for _, ip := range g.imports {
-		sub := g.importSubs[ip.ecal]
-		work = append(work, func() { ip.sync(sub) })
+		sub, files := g.importSubs[ip.ecal], append([]string(nil), ip.files...)
+		work = append(work, func() { ip.sync(sub, files) })
 	}
 	return work
 }
@@ -161,8 +161,9 @@ func (g *Gateway) logOnceLocked(key, format string, args ...any) {
 }
 
 // sync starts observers for the memory files while sub is non-nil, and
-// stops the others.
-func (ip *importPub) sync(sub *ecalSub) {
+// stops the others. The event pairs belong to the eCAL publisher (it
+// removes them when it disconnects): they are removed here only if it died.
+func (ip *importPub) sync(sub *ecalSub, files []string) {
 	ip.mu.Lock()
 	defer ip.mu.Unlock()
 	if ip.closed {
@@ -170,14 +171,14 @@ func (ip *importPub) sync(sub *ecalSub) {
 	}
 	want := map[string]bool{}
 	if sub != nil {
-		for _, f := range ip.files {
+		for _, f := range files {
 			want[f] = true
 		}
 	}
 	for f, o := range ip.obs {
 		if !want[f] {
 			delete(ip.obs, f)
-			o.stop(true)
+			o.stop(!processAlive(ip.key.PID, ip.exe))
 		}
 	}
 	for f := range want {

@@ -45,6 +45,7 @@ func TestRealECAL(t *testing.T) {
 	t.Run("MinimalSndToShmfsSubCommand", env.minimalSndToShmfsSub)
 	t.Run("ShmfsPubCommandToMinimalRecCb", env.shmfsPubToMinimalRecCb)
 	t.Run("PersonSndTypeAppearsInShmfsLs", env.personType)
+	t.Run("ShmfsSubscribersLeaveAndComeBack", env.resubscribe)
 	t.Run("LatencySndAckModeToShmfsBesideLatencyRec", func(t *testing.T) { env.latencySnd(t, "-s", "1") })
 	t.Run("LatencySndMultiBuffer", func(t *testing.T) { env.latencySnd(t, "-s", "1", "-b", "3") })
 	t.Run("LatencySndZeroCopy", func(t *testing.T) { env.latencySnd(t, "-s", "64", "-z") })
@@ -293,6 +294,30 @@ func (e *ecalEnv) shmfsPubToMinimalRecCb(t *testing.T) {
 	}
 	if st := g.Stats(); st.Exported != 50 || st.ExportAckTimeouts != 0 {
 		t.Fatalf("gateway stats %+v, want 50 exported without ack timeouts", st)
+	}
+}
+
+// The gateway subscribes in eCAL only while shmfs subscribers exist: three
+// shmfs subscribers in a row, each after the previous one left, all get
+// minimal_snd's messages (the eCAL publisher's event files stay valid
+// across the gateway's unsubscribe and subscribe).
+func (e *ecalEnv) resubscribe(t *testing.T) {
+	cleanShm(t)
+	d := testutil.Domain(t)
+	g := e.gateway(t, d, "", nil, nil)
+	e.start(t, "", "", "ecal_sample_minimal_snd")
+	for i := 0; i < 3; i++ {
+		sub := testutil.StartChild(t, "sub", nil, "-domain", d, "-topic", "Hello", "-count", "10", "-timeout", "30s")
+		waitLine(t, sub, "done 10 dropped 0", 30*time.Second)
+		exited(t, sub)
+		testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			if len(g.importSubs) != 0 {
+				return fmt.Errorf("still subscribed in eCAL")
+			}
+			return nil
+		})
 	}
 }
 
