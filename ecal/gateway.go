@@ -300,6 +300,9 @@ func (g *Gateway) changed() {
 func (g *Gateway) logOnce(key, format string, args ...any) {
 	g.mu.Lock()
 	seen := g.warned[key]
+	if len(g.warned) > 10000 { // keys name topics and PIDs: bound them
+		clear(g.warned)
+	}
 	g.warned[key] = true
 	g.mu.Unlock()
 	if !seen {

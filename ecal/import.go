@@ -154,6 +154,9 @@ func (g *Gateway) reconcileImports(pubs map[Key]Entity, shm map[string]*topicInf
 }
 
 func (g *Gateway) logOnceLocked(key, format string, args ...any) {
+	if len(g.warned) > 10000 {
+		clear(g.warned)
+	}
 	if !g.warned[key] {
 		g.warned[key] = true
 		g.cfg.Logf(format, args...)
