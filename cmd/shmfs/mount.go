@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/shmfs/shmfs/ecal"
 	shmfs "github.com/shmfs/shmfs/fs"
 )
 
@@ -20,11 +21,17 @@ block for the next message), header and events.
 
 As root the kernel is asked directly; other users need fusermount3 (package
 fuse3). A stale mount left on MOUNTPOINT by a crashed shmfs is detached
-first. 'shmfs doctor' checks /dev/fuse and fusermount3.`,
+first. 'shmfs doctor' checks /dev/fuse and fusermount3.
+
+With --ecal the process also runs the eCAL gateway ('shmfs ecal --help'):
+eCAL 5.x topics of this host appear in the mount, and the domain's topics
+in eCAL.`,
 	examples: `  mkdir -p /tmp/shmfs && shmfs mount /tmp/shmfs &
   echo hello > /tmp/shmfs/greetings/data      # publish
   cat /tmp/shmfs/greetings/data               # subscribe (blocks)
-  shmfs mount --allow-other --domain robot /run/shmfs`,
+  shmfs mount --allow-other --domain robot /run/shmfs
+  shmfs mount --ecal /tmp/shmfs               # eCAL topics appear as directories too
+  shmfs mount --ecal --ecal-import 'camera*' --ecal-export cmd /tmp/shmfs`,
 	run: runMount,
 }
 
@@ -32,9 +39,18 @@ func runMount(c *cli, args []string) error {
 	fs := c.flags()
 	allowOther := fs.Bool("allow-other", false, "let other users use the mount (non-root: needs user_allow_other in /etc/fuse.conf)")
 	debug := fs.Bool("debug", false, "log every FUSE request on standard error")
-	ackTimeout := fs.Duration("ack-timeout", shmfs.DefaultAckTimeout, "how long a write through the mount waits for every subscriber to take the message; 0 = fire and forget (a fast writer may then overwrite messages a slow reader has not read)")
+	ackTimeout := fs.Duration("ack-timeout", shmfs.DefaultAckTimeout, "how long a write through the mount (or a message imported from eCAL) waits for every subscriber to take the message; 0 = fire and forget (a fast writer may then overwrite messages a slow reader has not read)")
+	withECAL := fs.Bool("ecal", false, "also run the eCAL gateway (as 'shmfs ecal' does), with the --ecal-* flags")
+	ef := addECALFlags(fs, true)
 	if err := c.parse(fs, args); err != nil {
 		return err
+	}
+	if !*withECAL {
+		for _, name := range []string{"ecal-import", "ecal-export", "ecal-port", "ecal-host-group", "ecal-ack-timeout", "ecal-buffers", "condvar-layout"} {
+			if fs.Changed(name) {
+				return usageErrorf("--%s needs --ecal", name)
+			}
+		}
 	}
 	switch fs.NArg() {
 	case 0:
@@ -58,6 +74,17 @@ func runMount(c *cli, args []string) error {
 	if ack == 0 {
 		ack = -1 // MountOptions: negative means fire and forget
 	}
+	var gw *ecal.Gateway
+	if *withECAL {
+		cfg, err := ef.config(c, c.stderr, *ackTimeout)
+		if err != nil {
+			return err
+		}
+		if gw, err = startGateway(cfg); err != nil {
+			return err
+		}
+		defer gw.Close()
+	}
 	ctx, stop := signalContext()
 	defer stop()
 	srv, err := shmfs.Mount(ctx, mp, shmfs.MountOptions{Config: c.config(), AllowOther: *allowOther, Debug: *debug, AckTimeout: ack})
@@ -68,6 +95,9 @@ func runMount(c *cli, args []string) error {
 		return fmt.Errorf("%w; 'shmfs doctor' checks /dev/fuse and fusermount3", err)
 	}
 	fmt.Fprintf(c.stderr, "shmfs: mounted domain %q on %s; Ctrl-C or 'umount %s' to stop\n", c.domain, srv.Mountpoint(), srv.Mountpoint())
+	if gw != nil {
+		fmt.Fprintf(c.stderr, "shmfs: ecal: bridging eCAL (glibc %v) and domain %q\n", gw.Glibc(), c.domain)
+	}
 	if err := srv.Wait(); err != nil && !errors.Is(err, shmfs.ErrBusy) {
 		return fmt.Errorf("unmount: %w", err)
 	}

@@ -34,6 +34,13 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"ls", "--port", "70000"}, nil, "--port 70000 out of range"},
 		{[]string{"ls", "extra"}, nil, "unexpected arguments"},
 		{[]string{"mount"}, nil, "shmfs: mount: missing MOUNTPOINT"},
+		{[]string{"mount", "--ecal-import", "x", "/tmp/m"}, nil, "shmfs: mount: --ecal-import needs --ecal"},
+		{[]string{"ecal", "--import", "[x"}, nil, `shmfs: ecal: --import: pattern "[x": syntax error in pattern`},
+		{[]string{"ecal", "--ecal-port", "0"}, nil, "--ecal-port 0 out of range"},
+		{[]string{"ecal", "--ecal-buffers", "0"}, nil, "--ecal-buffers 0 out of range (1..64)"},
+		{[]string{"ecal", "--condvar-layout", "new"}, nil, `--condvar-layout "new": want auto or grefs`},
+		{[]string{"ecal", "--ecal-ack-timeout", "-1s"}, nil, "must not be negative"},
+		{[]string{"ecal", "extra"}, nil, "unexpected arguments"},
 		{[]string{"help", "bogus"}, nil, `unknown command "bogus"`},
 		{[]string{"--nope"}, nil, "unknown flag: --nope"},
 	}
