@@ -146,9 +146,7 @@ func (n *Node) Close() error {
 	}
 	var subs []*Subscriber
 	for _, t := range n.readers {
-		for _, s := range *t.subList.Load() {
-			subs = append(subs, s)
-		}
+		subs = append(subs, *t.subList.Load()...)
 	}
 	n.mu.Unlock()
 	for _, p := range pubs {

@@ -118,9 +118,10 @@ type PublisherOptions struct {
 	// 0660 for group access.
 	Mode os.FileMode
 	// Origin says where the messages come from when they are forwarded
-	// from elsewhere (a bridge or gateway sets it, e.g. "nats:hostB");
-	// empty for a publisher of this host. Forwarders skip publishers with an
-	// origin, so that nothing is forwarded back.
+	// from elsewhere: "<system>:<where>", e.g. "nats:hostB" from a NATS
+	// bridge, "ecal:<host group>" from an eCAL gateway; empty for a
+	// publisher of this host. A forwarder does not forward a publisher back
+	// into the system its origin names (docs/protocol.md, "Forwarders").
 	Origin string
 }
 

@@ -19,23 +19,27 @@ func sizeName(n int) string {
 	return fmt.Sprintf("%dB", n)
 }
 
-// BenchmarkMemfile measures a message through a memory file: Reserve + copy
-// + Commit (write) and Read + copy out (read). BenchmarkMemmove is the
-// baseline: the plain copy of the same sizes.
+// BenchmarkMemfile measures one message through a memory file with the
+// default options: Prepare + Begin + copy in + Commit (write), and Read of
+// the head + copy out + Intact (read). BenchmarkMemmove is the baseline:
+// the plain copy of the same sizes.
 func BenchmarkMemfile(b *testing.B) {
 	d := testutil.Domain(b)
 	for _, n := range benchSizes {
-		f := mustCreate(b, newName(d), n, Options{})
+		f, w := mustCreate(b, d, Options{})
 		src, dst := pattern(1, n), make([]byte, n)
 		b.Run("write/"+sizeName(n), func(b *testing.B) {
 			b.SetBytes(int64(n))
-			for i := 0; b.Loop(); i++ {
-				p, err := f.Reserve(n)
+			for b.Loop() {
+				if _, err := w.Prepare(n); err != nil {
+					b.Fatal(err)
+				}
+				p, err := w.Begin(n)
 				if err != nil {
 					b.Fatal(err)
 				}
 				copy(p, src)
-				if err := f.Commit(Header{DataSize: uint64(n), Clock: uint64(i + 1)}); err != nil {
+				if _, err := w.Commit(Header{Size: uint64(n)}); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -43,11 +47,15 @@ func BenchmarkMemfile(b *testing.B) {
 		b.Run("read/"+sizeName(n), func(b *testing.B) {
 			b.SetBytes(int64(n))
 			for b.Loop() {
-				_, p, err := f.Read()
+				c := f.Head()
+				_, p, err := f.Read(c)
 				if err != nil || len(p) != n {
 					b.Fatal(err)
 				}
 				copy(dst, p)
+				if !f.Intact(c) {
+					b.Fatal("overwritten")
+				}
 			}
 		})
 	}

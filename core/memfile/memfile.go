@@ -172,11 +172,11 @@ func (o Options) params() (params, error) {
 	p := params{slots: DefaultSlots, minCap: DefaultMinSize, reserve: DefaultReserve,
 		maxMessage: DefaultMaxMessage, maxBuffer: DefaultMaxBuffer}
 	if o.Slots < 0 || o.MinSize < 0 || o.MaxMessage < 0 || o.MaxBuffer < 0 {
-		return p, fmt.Errorf("negative Slots %d, MinSize %d, MaxMessage %d or MaxBuffer %d", o.Slots, o.MinSize, o.MaxMessage, o.MaxBuffer)
+		return p, fmt.Errorf("negative option: Slots %d, MinSize %d, MaxMessage %d or MaxBuffer %d", o.Slots, o.MinSize, o.MaxMessage, o.MaxBuffer)
 	}
 	if o.Slots > 0 {
 		if o.Slots > MaxSlots || o.Slots&(o.Slots-1) != 0 {
-			return p, fmt.Errorf("Slots %d: not a power of two in 1..%d", o.Slots, MaxSlots)
+			return p, fmt.Errorf("option Slots %d: not a power of two in 1..%d", o.Slots, MaxSlots)
 		}
 		p.slots = uint64(o.Slots)
 	}
@@ -191,7 +191,7 @@ func (o Options) params() (params, error) {
 	}
 	switch {
 	case o.Reserve > maxReserve:
-		return p, fmt.Errorf("Reserve %d%% above %d%%", o.Reserve, maxReserve)
+		return p, fmt.Errorf("option Reserve %d%% above %d%%", o.Reserve, maxReserve)
 	case o.Reserve > 0:
 		p.reserve = uint64(o.Reserve)
 	case o.Reserve < 0:
@@ -200,10 +200,10 @@ func (o Options) params() (params, error) {
 	// Two messages of the largest size plus the reserve must fit below the
 	// shm limit, so that no size computation can overflow.
 	if p.maxMessage > (shm.MaxSize/2)/(100+maxReserve)*100-MaxSlots*slotSize-slotTableOff {
-		return p, fmt.Errorf("MaxMessage %d: %w", p.maxMessage, ErrTooLarge)
+		return p, fmt.Errorf("option MaxMessage %d: %w", p.maxMessage, ErrTooLarge)
 	}
 	if p.minCap > shm.MaxSize/4 || p.maxBuffer > shm.MaxSize/4 {
-		return p, fmt.Errorf("MinSize %d or MaxBuffer %d above %d", p.minCap, p.maxBuffer, int64(shm.MaxSize/4))
+		return p, fmt.Errorf("option MinSize %d or MaxBuffer %d above %d", p.minCap, p.maxBuffer, int64(shm.MaxSize/4))
 	}
 	if len(o.Topic) == 0 || len(o.Topic) > maxTopic || !utf8.ValidString(o.Topic) {
 		return p, fmt.Errorf("topic of %d bytes: want 1..%d bytes of UTF-8", len(o.Topic), maxTopic)

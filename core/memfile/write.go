@@ -28,7 +28,8 @@ type Writer struct {
 
 	// The placement of the message being written (Prepare → Commit).
 	start, size, victims uint64
-	begun                bool
+	begunSize            uint64 // the payload Begin handed out
+	prepared, begun      bool
 }
 
 type span struct{ start, end uint64 }
@@ -60,7 +61,7 @@ func (w *Writer) Prepare(size int) (overwrites uint64, err error) {
 	if size < 0 || uint64(size) > w.f.maxMessage {
 		return 0, fmt.Errorf("memfile: %s: message of %d bytes, max %d: %w", w.f.Name(), size, w.f.maxMessage, ErrTooLarge)
 	}
-	w.begun = false
+	w.prepared, w.begun = false, false
 	n := roundUp(max(uint64(size), 1), align)
 	capacity := uint64(w.f.Capacity())
 	// At least two messages of this size fit, so that a reader can copy one
@@ -91,15 +92,19 @@ func (w *Writer) Prepare(size int) (overwrites uint64, err error) {
 			victims = k
 		}
 		// The data area, not the slot count, limits the window: grow it
-		// while it is below MaxBuffer.
-		if victims != 0 && victims+w.f.slots > c && capacity < w.p.maxBuffer {
+		// while it is below MaxBuffer. Growth adds room at the end, which
+		// helps only a message that would wrap to the start: with more room
+		// it follows the previous one (over the oldest messages there, if
+		// any). One placed after the previous message overwrites the same
+		// bytes whatever the capacity.
+		if wrapped && victims != 0 && victims+w.f.slots > c && capacity < w.p.maxBuffer {
 			if err := w.grow(min(2*capacity, w.p.maxBuffer)); err != nil {
 				return 0, err
 			}
 			capacity = uint64(w.f.Capacity())
 			continue
 		}
-		w.start, w.size, w.victims = start, n, victims
+		w.start, w.size, w.victims, w.prepared = start, n, victims, true
 		return victims, nil
 	}
 }
@@ -128,6 +133,9 @@ func (w *Writer) Begin(size int) ([]byte, error) {
 	if b == nil {
 		return nil, ErrClosed
 	}
+	if !w.prepared || w.begun {
+		return nil, fmt.Errorf("memfile: %s: begin without prepare", w.f.Name())
+	}
 	if size < 0 || uint64(size) > w.size {
 		return nil, fmt.Errorf("memfile: %s: begin %d bytes, prepared %d", w.f.Name(), size, w.size)
 	}
@@ -137,7 +145,7 @@ func (w *Writer) Begin(size int) ([]byte, error) {
 	// Readers that saw the old sequence words before the stores above
 	// check them again after their copy; the payload writes come after.
 	fence()
-	w.begun = true
+	w.begun, w.begunSize = true, uint64(size)
 	data := b[w.f.dataOff:]
 	return data[w.start : w.start+uint64(size) : w.start+uint64(size)], nil
 }
@@ -148,8 +156,8 @@ func (w *Writer) Commit(h Header) (uint64, error) {
 	if !w.begun {
 		return 0, fmt.Errorf("memfile: %s: commit without begin", w.f.Name())
 	}
-	if h.Size > w.size {
-		return 0, fmt.Errorf("memfile: %s: commit of %d bytes, prepared %d: %w", w.f.Name(), h.Size, w.size, ErrTooLarge)
+	if h.Size > w.begunSize {
+		return 0, fmt.Errorf("memfile: %s: commit of %d bytes, begun %d: %w", w.f.Name(), h.Size, w.begunSize, ErrTooLarge)
 	}
 	b := w.f.seg.Bytes()
 	if b == nil {
@@ -170,10 +178,10 @@ func (w *Writer) Commit(h Header) (uint64, error) {
 	store64(b, s+sSeq, c)
 	store64(b, offHead, c)
 	w.live[c&(w.f.slots-1)] = span{w.start, w.start + w.size}
-	w.clock, w.wpos, w.begun = c, w.start+w.size, false
+	w.clock, w.wpos, w.begun, w.prepared = c, w.start+w.size, false, false
 	return c, nil
 }
 
 // Abort gives the begun message up: nothing is published, and the next
 // message takes its place.
-func (w *Writer) Abort() { w.begun = false }
+func (w *Writer) Abort() { w.begun, w.prepared = false, false }
