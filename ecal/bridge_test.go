@@ -28,17 +28,17 @@ func TestTwoGatewaysBridgeDomainsThroughECALProtocol(t *testing.T) {
 			_, _ = Sweep(false)
 		}
 	})
-	x := testutil.StartChild(t, "gateway", nil, "-domain", a, "-group", "cihost", "-port", port, "-export", "bridged", "-accept-gateways")
-	y := testutil.StartChild(t, "gateway", nil, "-domain", b, "-group", "cihost", "-port", port, "-import", "bridged", "-accept-gateways")
+	x := startChild(t, "gateway", "-domain", a, "-group", "cihost", "-port", port, "-export", "bridged", "-accept-gateways")
+	y := startChild(t, "gateway", "-domain", b, "-group", "cihost", "-port", port, "-import", "bridged", "-accept-gateways")
 	x.Expect(t, "ready", 10*time.Second)
 	y.Expect(t, "ready", 10*time.Second)
 	const n = 2000
-	sub := testutil.StartChild(t, "sub", nil, "-domain", b, "-topic", "bridged", "-count", strconv.Itoa(n), "-timeout", "120s")
+	sub := startChild(t, "sub", "-domain", b, "-topic", "bridged", "-count", strconv.Itoa(n), "-timeout", "120s")
 	sub.Expect(t, "ready", 10*time.Second)
 	// Y shows the topic in B once X announced its eCAL publisher, which X
 	// does once A has a publisher; the publisher then waits for X's
 	// subscriber, which X creates once Y subscribed in eCAL.
-	pub := testutil.StartChild(t, "pub", nil, "-domain", a, "-topic", "bridged", "-count", strconv.Itoa(n), "-sizes", "8,100,5000,70000,300000", "-subs", "1")
+	pub := startChild(t, "pub", "-domain", a, "-topic", "bridged", "-count", strconv.Itoa(n), "-sizes", "8,100,5000,70000,300000", "-subs", "1")
 	waitLine(t, pub, "sent", 120*time.Second)
 	exited(t, pub)
 	re := regexp.MustCompile(`^msg \d+ (\d+) (\d+) ([0-9a-f]{16}) `)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -275,6 +276,14 @@ func (g *Gateway) Close() error {
 	runAll(work)
 	g.announceProcess(CmdUnregProc)
 	g.send.Close()
+	// eCAL subscribers that still believed in an export may have created
+	// event files under its name after the export removed them: every file
+	// under this gateway's prefix is about its exports, and goes now.
+	if left, err := filepath.Glob("/dev/shm/" + g.prefix + "*"); err == nil {
+		for _, f := range left {
+			_ = os.Remove(f)
+		}
+	}
 	return g.node.Close()
 }
 

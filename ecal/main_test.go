@@ -52,13 +52,20 @@ func childSub(args []string) int {
 		return 1
 	}
 	defer s.Close()
+	// SIGTERM (the tests' cleanup) ends it cleanly: it closes what it made
+	// in /dev/shm.
+	term, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
 	fmt.Println("ready")
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	ctx, cancel := context.WithTimeout(term, *timeout)
 	defer cancel()
 	var dropped uint64
 	for i := 0; i < *count; i++ {
 		m, err := s.Receive(ctx)
 		if err != nil {
+			if term.Err() != nil {
+				return 0
+			}
 			fmt.Printf("error %v after %d\n", err, i)
 			return 1
 		}
@@ -122,8 +129,10 @@ func childPub(args []string) int {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	term, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
 	buf := make([]byte, 0, 64<<20)
-	for i := 0; i < *count; i++ {
+	for i := 0; i < *count && term.Err() == nil; i++ {
 		b := buf[:sz[i%len(sz)]]
 		for j := range b {
 			b[j] = 'x'

@@ -172,6 +172,13 @@ func (e *ecalEnv) start(t *testing.T, group, stdin, bin string, args ...string) 
 	return testutil.Start(t, o, "stdbuf", append([]string{"-oL", filepath.Join(e.prefix, "bin", bin)}, args...)...)
 }
 
+// startChild runs a child of this test binary that is stopped with SIGTERM
+// at cleanup, so that it closes what it made in /dev/shm.
+func startChild(t *testing.T, name string, args ...string) *testutil.Child {
+	t.Helper()
+	return testutil.StartChildWith(t, testutil.Options{StopSignal: syscall.SIGTERM}, name, args...)
+}
+
 // shmfsCmd runs the shmfs command.
 func (e *ecalEnv) shmfsCmd(t *testing.T, args ...string) *testutil.Child {
 	t.Helper()
@@ -307,7 +314,7 @@ func (e *ecalEnv) resubscribe(t *testing.T) {
 	g := e.gateway(t, d, "", nil, nil)
 	e.start(t, "", "", "ecal_sample_minimal_snd")
 	for i := 0; i < 3; i++ {
-		sub := testutil.StartChild(t, "sub", nil, "-domain", d, "-topic", "Hello", "-count", "10", "-timeout", "30s")
+		sub := startChild(t, "sub", "-domain", d, "-topic", "Hello", "-count", "10", "-timeout", "30s")
 		waitLine(t, sub, "done 10 dropped 0", 30*time.Second)
 		exited(t, sub)
 		testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
@@ -357,7 +364,7 @@ func (e *ecalEnv) latencySnd(t *testing.T, args ...string) {
 		args = append(args, "-r", strconv.Itoa(runs))
 	}
 	total := runs + 100 // latency_snd's warm-up messages
-	sub := testutil.StartChild(t, "sub", nil, "-domain", d, "-topic", "ping", "-count", strconv.Itoa(total), "-quiet", "-timeout", "120s")
+	sub := startChild(t, "sub", "-domain", d, "-topic", "ping", "-count", strconv.Itoa(total), "-quiet", "-timeout", "120s")
 	sub.Expect(t, "ready", 10*time.Second)
 	rec := e.start(t, "", "", "ecal_sample_latency_rec")
 	snd := e.start(t, "", "", "ecal_sample_latency_snd", args...)
@@ -445,7 +452,7 @@ func (e *ecalEnv) exportGrowing(t *testing.T) {
 	for _, s := range sizes {
 		ss = append(ss, strconv.Itoa(s))
 	}
-	pub := testutil.StartChild(t, "pub", nil, "-domain", d, "-topic", "blob", "-count", strconv.Itoa(len(sizes)), "-sizes", strings.Join(ss, ","), "-subs", "1")
+	pub := startChild(t, "pub", "-domain", d, "-topic", "blob", "-count", strconv.Itoa(len(sizes)), "-sizes", strings.Join(ss, ","), "-subs", "1")
 	waitLine(t, pub, "sent", 60*time.Second)
 	exited(t, pub)
 	for _, s := range sizes {
@@ -467,7 +474,7 @@ func (e *ecalEnv) islands(t *testing.T) {
 	cleanShm(t)
 	d := testutil.Domain(t)
 	e.gateway(t, d, "islandA", Patterns{"ping"}, Patterns{})
-	gb := testutil.StartChild(t, "gateway", nil, "-domain", d, "-group", "islandB", "-export", "ping")
+	gb := startChild(t, "gateway", "-domain", d, "-group", "islandB", "-export", "ping")
 	gb.Expect(t, "ready", 10*time.Second)
 	_ = e.dataDir(t, "islandB")
 	rec := e.start(t, "islandB", "", "ecal_sample_latency_rec")
@@ -498,7 +505,7 @@ func (e *ecalEnv) pingPong(t *testing.T) {
 	cleanShm(t)
 	d := testutil.Domain(t)
 	g := e.gateway(t, d, "", nil, nil)
-	listen := testutil.StartChild(t, "pong", nil, "-domain", d)
+	listen := startChild(t, "pong", "-domain", d)
 	listen.Expect(t, "ready", 10*time.Second)
 	pong := e.start(t, "", "", "ecal_sample_pong")
 	ping, enter := e.startWithInput(t, "ecal_sample_ping")
@@ -515,7 +522,7 @@ func (e *ecalEnv) pingPong(t *testing.T) {
 	ping.Kill()
 	pong.Kill()
 
-	replier := testutil.StartChild(t, "pong", nil, "-domain", d, "-reply")
+	replier := startChild(t, "pong", "-domain", d, "-reply")
 	replier.Expect(t, "ready", 10*time.Second)
 	ping2, enter2 := e.startWithInput(t, "ecal_sample_ping")
 	e.waitImported(t, g, "pulse_send")
@@ -619,7 +626,7 @@ func (e *ecalEnv) publisherKilled(t *testing.T) {
 	cleanShm(t)
 	d := testutil.Domain(t)
 	g := e.gateway(t, d, "", nil, nil)
-	sub := testutil.StartChild(t, "sub", nil, "-domain", d, "-topic", "Hello", "-count", "60", "-timeout", "60s")
+	sub := startChild(t, "sub", "-domain", d, "-topic", "Hello", "-count", "60", "-timeout", "60s")
 	sub.Expect(t, "ready", 10*time.Second)
 	snd := e.start(t, "", "", "ecal_sample_minimal_snd")
 	waitLine(t, sub, "msg", 30*time.Second)
@@ -662,7 +669,7 @@ func (e *ecalEnv) subscriberKilled(t *testing.T) {
 		}
 		return nil
 	})
-	pub := testutil.StartChild(t, "pub", nil, "-domain", d, "-topic", "blob", "-count", "3000", "-sizes", "1000", "-subs", "1")
+	pub := startChild(t, "pub", "-domain", d, "-topic", "blob", "-count", "3000", "-sizes", "1000", "-subs", "1")
 	for i := 0; i < 20; i++ {
 		waitLine(t, rec, "Size", 30*time.Second)
 	}
@@ -683,7 +690,7 @@ func (e *ecalEnv) subscriberKilled(t *testing.T) {
 		}
 		return fmt.Errorf("new binary_rec not registered yet")
 	})
-	pub2 := testutil.StartChild(t, "pub", nil, "-domain", d, "-topic", "blob", "-count", "5", "-sizes", "777", "-subs", "1")
+	pub2 := startChild(t, "pub", "-domain", d, "-topic", "blob", "-count", "5", "-sizes", "777", "-subs", "1")
 	waitLine(t, pub2, "sent 5", 30*time.Second)
 	exited(t, pub2)
 	for i := 0; i < 5; i++ {
@@ -699,9 +706,9 @@ func (e *ecalEnv) subscriberKilled(t *testing.T) {
 func (e *ecalEnv) gatewayKilled(t *testing.T) {
 	cleanShm(t)
 	d := testutil.Domain(t)
-	gw := testutil.StartChild(t, "gateway", nil, "-domain", d, "-import", "*", "-export", "*")
+	gw := startChild(t, "gateway", "-domain", d, "-import", "*", "-export", "*")
 	gw.Expect(t, "ready", 10*time.Second)
-	sub := testutil.StartChild(t, "sub", nil, "-domain", d, "-topic", "ping", "-count", "2100", "-timeout", "120s")
+	sub := startChild(t, "sub", "-domain", d, "-topic", "ping", "-count", "2100", "-timeout", "120s")
 	sub.Expect(t, "ready", 10*time.Second)
 	rec := e.start(t, "", "", "ecal_sample_latency_rec")
 	snd := e.start(t, "", "", "ecal_sample_latency_snd", "-r", "2000", "-s", "1")
