@@ -465,13 +465,20 @@ func BenchmarkReferenceUnixStream(b *testing.B) {
 }
 
 // BenchmarkOffered100kHz offers 1 KiB messages at 100 kHz, fire-and-forget,
-// to a copying subscriber in another process: eCAL 5.13 receives about
-// 20 k msg/s of this with ~15 % lost on a machine like ours (DESIGN §5).
+// to a copying subscriber in another process, with windows of 64, 256
+// (the default) and 1024 messages: eCAL 5.13 receives about 20 k msg/s of
+// this with ~15 % lost on a machine like ours (DESIGN §5).
 func BenchmarkOffered100kHz(b *testing.B) {
+	for _, w := range []int{64, 256, 1024} {
+		b.Run(fmt.Sprintf("window%d", w), func(b *testing.B) { benchOffered(b, w) })
+	}
+}
+
+func benchOffered(b *testing.B, window int) {
 	n, e := openNode(b)
 	child := testutil.StartChild(b, "countsub", e, "offer", strconv.Itoa(b.N), "copy")
 	child.Expect(b, "ready", 10*time.Second)
-	p, err := n.NewPublisher("offer", nil)
+	p, err := n.NewPublisher("offer", &core.PublisherOptions{Window: window})
 	if err != nil {
 		b.Fatal(err)
 	}

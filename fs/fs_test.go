@@ -248,7 +248,7 @@ func TestStoppedCatHurtsOnlyItself(t *testing.T) {
 	stopped.Signal(syscall.SIGSTOP)
 	defer stopped.Signal(syscall.SIGCONT)
 	testutil.WaitStopped(t, stopped.PID(), 5*time.Second)
-	const n = 800 // more than the window of 256
+	const n = 2500 // more than the window of 1024
 	e.sh(`for i in $(seq `+strconv.Itoa(n)+`); do echo $i; done > "$M/stall/data"`, 60*time.Second)
 	for i := 1; i <= n; i++ {
 		if l := healthy.Line(t, 10*time.Second); l != strconv.Itoa(i) {

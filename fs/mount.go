@@ -48,7 +48,7 @@ type MountOptions struct {
 	Logger *log.Logger
 	// AckTimeout is the acknowledgement timeout of the mount's publishers
 	// (default 1 s; negative: fire and forget). With it a write(2) to data
-	// waits while a subscriber process is a whole window (256 messages)
+	// waits while a subscriber process is a whole window (1024 messages)
 	// behind, so that a shell loop cannot overrun a reader; a reader that
 	// stops reading for longer is set aside (it loses messages, counted)
 	// and the others go on.

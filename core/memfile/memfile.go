@@ -46,7 +46,7 @@ var (
 
 // Defaults of Options.
 const (
-	DefaultSlots      = 256
+	DefaultSlots      = 1024
 	DefaultMinSize    = 64 << 10
 	DefaultReserve    = 50
 	DefaultMaxMessage = 64 << 20
@@ -56,7 +56,7 @@ const (
 // Options for Create. Zero values mean the defaults.
 type Options struct {
 	Mode os.FileMode // 0 means 0600; group access e.g. 0660
-	// Slots is the number of message slots W, a power of two (default 256).
+	// Slots is the number of message slots W, a power of two (default 1024).
 	Slots int
 	// MinSize is the initial size of the data area (default 64 KiB).
 	MinSize int
