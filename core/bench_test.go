@@ -86,19 +86,14 @@ func reportChildLatency(b *testing.B, c *testutil.Child) {
 func childLatencySub(args []string) int {
 	a := testutil.ChildArgs(args)
 	topic, count, zc := a[0], atoi(a[1]), a[2] == "zc"
-	n, err := childNode()
+	ctx, subs, done, err := childSubscribers(topic, 1, &core.SubscriberOptions{ZeroCopy: zc}, 10*time.Minute)
 	if err != nil {
-		return fail("OpenNode: %v", err)
+		return fail("%v", err)
 	}
-	defer n.Close()
-	s, err := n.NewSubscriber(topic, &core.SubscriberOptions{ZeroCopy: zc})
-	if err != nil {
-		return fail("NewSubscriber: %v", err)
-	}
+	defer done()
+	s := subs[0]
 	fmt.Println("ready")
 	lat := make([]int64, 0, count)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
 	for len(lat) < count {
 		err := s.ReceiveFunc(ctx, func(h core.Header, view []byte) error {
 			if len(view) >= 16 && binary.LittleEndian.Uint64(view) != 1<<63 {
@@ -308,21 +303,16 @@ func BenchmarkReferenceFutexPingPong(b *testing.B) {
 func childCountSub(args []string) int {
 	a := testutil.ChildArgs(args)
 	topic, count, zc := a[0], atoi(a[1]), a[2] == "zc"
-	n, err := childNode()
-	if err != nil {
-		return fail("OpenNode: %v", err)
-	}
-	defer n.Close()
-	s, err := n.NewSubscriber(topic, &core.SubscriberOptions{ZeroCopy: zc, OnlyNew: true})
-	if err != nil {
-		return fail("NewSubscriber: %v", err)
-	}
-	fmt.Println("ready")
-	var got uint64
 	// One context for the whole stream: the last message is always the
 	// newest in the ring, so it arrives even when others were overwritten.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
+	ctx, subs, done, err := childSubscribers(topic, 1, &core.SubscriberOptions{ZeroCopy: zc, OnlyNew: true}, 5*time.Minute)
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer done()
+	s := subs[0]
+	fmt.Println("ready")
+	var got uint64
 	for last := false; !last; {
 		err := s.ReceiveFunc(ctx, func(h core.Header, view []byte) error {
 			if seq := binary.LittleEndian.Uint64(view); seq != 1<<63 {
@@ -522,22 +512,12 @@ func init() {
 func childFanSub(args []string) int {
 	a := testutil.ChildArgs(args)
 	topic, count, nsubs := a[0], atoi(a[1]), atoi(a[2])
-	n, err := childNode()
+	ctx, subs, done, err := childSubscribers(topic, nsubs, &core.SubscriberOptions{OnlyNew: true}, 5*time.Minute)
 	if err != nil {
-		return fail("OpenNode: %v", err)
+		return fail("%v", err)
 	}
-	defer n.Close()
-	var subs []*core.Subscriber
-	for i := 0; i < nsubs; i++ {
-		s, err := n.NewSubscriber(topic, &core.SubscriberOptions{OnlyNew: true})
-		if err != nil {
-			return fail("NewSubscriber: %v", err)
-		}
-		subs = append(subs, s)
-	}
+	defer done()
 	fmt.Println("ready")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
 	got := make(chan uint64, nsubs)
 	for _, s := range subs {
 		go func() {

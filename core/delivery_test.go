@@ -35,22 +35,12 @@ func childSub(args []string) int {
 	if len(a) > 4 {
 		nsubs = atoi(a[4])
 	}
-	n, err := childNode()
+	ctx, subs, done, err := childSubscribers(topic, nsubs, &core.SubscriberOptions{ZeroCopy: zc}, 2*time.Minute)
 	if err != nil {
-		return fail("OpenNode: %v", err)
+		return fail("%v", err)
 	}
-	defer n.Close()
-	var subs []*core.Subscriber
-	for i := 0; i < nsubs; i++ {
-		s, err := n.NewSubscriber(topic, &core.SubscriberOptions{ZeroCopy: zc})
-		if err != nil {
-			return fail("NewSubscriber: %v", err)
-		}
-		subs = append(subs, s)
-	}
+	defer done()
 	fmt.Println("ready")
-	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
-	defer cancel()
 	results := make(chan string, nsubs)
 	for _, s := range subs {
 		go func() { results <- receiveAll(ctx, s, count, pubs) }()
@@ -137,17 +127,12 @@ func childPub(args []string) int {
 // number of connected publishers changes, and "msg <seq>" per message.
 func childWatchPubs(args []string) int {
 	a := testutil.ChildArgs(args)
-	ctx, cancel := childContext(60 * time.Second)
-	defer cancel()
-	n, err := childNode()
+	ctx, subs, done, err := childSubscribers(a[0], 1, nil, time.Minute)
 	if err != nil {
-		return fail("OpenNode: %v", err)
+		return fail("%v", err)
 	}
-	defer n.Close()
-	s, err := n.NewSubscriber(a[0], nil)
-	if err != nil {
-		return fail("NewSubscriber: %v", err)
-	}
+	defer done()
+	s := subs[0]
 	go func() {
 		last := -1
 		for {

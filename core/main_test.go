@@ -66,6 +66,29 @@ func openNode(t testing.TB) (*core.Node, []string) {
 // childNode opens the node of a child process (domain and port from env).
 func childNode() (*core.Node, error) { return core.OpenNode(testConfig()) }
 
+// childSubscribers is the start of a subscribing child: its context (done
+// after d or at SIGTERM, see childContext), its node and n subscribers of
+// topic with options o. done closes them all; on an error the child
+// should return fail(err).
+func childSubscribers(topic string, n int, o *core.SubscriberOptions, d time.Duration) (ctx context.Context, subs []*core.Subscriber, done func(), err error) {
+	ctx, cancel := childContext(d)
+	node, err := childNode()
+	if err != nil {
+		cancel()
+		return nil, nil, nil, fmt.Errorf("OpenNode: %w", err)
+	}
+	done = func() { node.Close(); cancel() }
+	for i := 0; i < n; i++ {
+		s, err := node.NewSubscriber(topic, o)
+		if err != nil {
+			done()
+			return nil, nil, nil, fmt.Errorf("NewSubscriber: %w", err)
+		}
+		subs = append(subs, s)
+	}
+	return ctx, subs, done, nil
+}
+
 // childContext is a child's context: done after d or at SIGTERM, so that a
 // child stopped by stopChild closes its node and leaves nothing behind.
 func childContext(d time.Duration) (context.Context, context.CancelFunc) {

@@ -135,17 +135,12 @@ func init() {
 // and prints "msg <seq> dropped <n>" per message until stopped.
 func childStallSub(args []string) int {
 	a := testutil.ChildArgs(args)
-	ctx, cancel := childContext(2 * time.Minute)
-	defer cancel()
-	n, err := childNode()
+	ctx, subs, done, err := childSubscribers(a[0], 1, nil, 2*time.Minute)
 	if err != nil {
-		return fail("OpenNode: %v", err)
+		return fail("%v", err)
 	}
-	defer n.Close()
-	s, err := n.NewSubscriber(a[0], nil)
-	if err != nil {
-		return fail("NewSubscriber: %v", err)
-	}
+	defer done()
+	s := subs[0]
 	fmt.Println("ready")
 	for {
 		m, err := s.Receive(ctx)

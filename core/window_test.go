@@ -112,19 +112,13 @@ func init() {
 func childWindowSub(args []string) int {
 	a := testutil.ChildArgs(args)
 	topic, count := a[0], atoi(a[1])
-	ctx, cancel := childContext(2 * time.Minute)
-	defer cancel()
-	n, err := childNode()
+	ctx, subs, done, err := childSubscribers(topic, 1, &core.SubscriberOptions{VerifyChecksum: true}, 2*time.Minute)
 	if err != nil {
-		return fail("OpenNode: %v", err)
+		return fail("%v", err)
 	}
-	defer n.Close()
-	s, err := n.NewSubscriber(topic, &core.SubscriberOptions{VerifyChecksum: true})
-	if err != nil {
-		return fail("NewSubscriber: %v", err)
-	}
+	defer done()
 	fmt.Println("ready")
-	fmt.Println(receiveAll(ctx, s, count, 1))
+	fmt.Println(receiveAll(ctx, subs[0], count, 1))
 	<-ctx.Done() // stay until stopped: the parent kills some of us
 	return 0
 }
