@@ -108,7 +108,8 @@ func runInfo(c *cli, args []string) error {
 }
 
 // objectsOf returns the /dev/shm objects that share an id with one of the
-// entity's memory files: the file itself and its mutex and events. Names
+// entity's memory files: for a publisher, the file itself and the ack
+// events subscriber processes made for it. Names
 // from registration are untrusted; they are only compared with names read
 // from /dev/shm, never used as paths.
 func objectsOf(e core.EntityInfo, domain string, objs []shm.Info) []objectJSON {

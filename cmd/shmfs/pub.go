@@ -22,11 +22,13 @@ var pubCommand = &command{
 one message per line of standard input (without the line ending), or, with
 --file, the whole file as one message.
 
-By default pub waits up to --ack-timeout (1s) for every subscriber process to
-acknowledge each message, so a 'shmfs sub' that is already running receives
-every message, even when pub exits right after sending. (The Go API's default
-is fire and forget: --ack-timeout 0.) A subscriber that does not acknowledge in
-time is reported on standard error; the message was still published.`,
+By default pub runs in ack mode (--ack-timeout 1s): a send waits while a
+subscriber process is a whole window (1024 messages) behind, and pub waits at
+exit until every subscriber took every message, so a 'shmfs sub' that is
+already running receives every message, even when pub exits right after
+sending. (The Go API's default is fire and forget: --ack-timeout 0.) A
+subscriber that stays a window behind for longer than the timeout is set aside
+and reported on standard error; the messages were still published.`,
 	examples: `  shmfs pub greetings hello world          # two messages: "hello", "world"
   date | shmfs pub clock                    # one message per line
   shmfs pub --file frame.jpg --type image/jpeg camera
@@ -47,7 +49,7 @@ func runPub(c *cli, args []string) error {
 	fs := c.flags()
 	var o pubOptions
 	fs.StringVar(&o.typ, "type", "", "topic type, e.g. text, image/jpeg, protobuf:pkg.Msg (default \"raw\")")
-	fs.DurationVar(&o.ackTimeout, "ack-timeout", time.Second, "wait this long for every subscriber to acknowledge each message (0: don't wait)")
+	fs.DurationVar(&o.ackTimeout, "ack-timeout", time.Second, "ack mode: wait up to this long for a subscriber a window behind, and at exit (0: fire and forget)")
 	fs.Float64Var(&o.rate, "rate", 0, "messages per second (0: as fast as possible)")
 	fs.Int64Var(&o.id, "id", 0, "message id sent with every message")
 	fs.StringVarP(&o.file, "file", "f", "", "publish the contents of `FILE` as one message (- for standard input)")
