@@ -231,8 +231,14 @@ func (p *Publisher) send(ctx context.Context, o SendOptions, size int, data []by
 	procs := p.activeProcs()
 	var ackErr error
 	if p.opts.AckTimeout > 0 && overwrites != 0 {
-		// Never overwrite what a subscriber process has not taken.
-		if ackErr = p.awaitAcks(ctx, overwrites, overwrites, procs); ackErr != nil && !errors.Is(ackErr, ErrAckTimeout) {
+		// Never overwrite what a subscriber process has not taken. One
+		// that has to be waited for is waited for until it took half of
+		// what is outstanding, as for the window below: once the data
+		// area, not the slot count, limits the window (large messages),
+		// a subscriber as fast as the publisher then wakes it once per
+		// half backlog, not for every message.
+		target := overwrites + (p.w.Clock()-overwrites)/2
+		if ackErr = p.awaitAcks(ctx, overwrites, target, procs); ackErr != nil && !errors.Is(ackErr, ErrAckTimeout) {
 			return ackErr
 		}
 	}
