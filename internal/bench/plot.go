@@ -90,7 +90,8 @@ func (r *Report) shortMachine() string {
 type chart struct {
 	p      *plot.Plot
 	legend plot.Legend
-	n      int
+	n      int // lines added
+	points int // points drawn
 	err    error
 }
 
@@ -126,6 +127,7 @@ func (c *chart) line(s *Series, xy func(Point) (float64, float64)) {
 	if len(pts) == 0 {
 		return
 	}
+	c.points += len(pts)
 	l, sc, err := plotter.NewLinePoints(pts)
 	if err != nil {
 		c.err = err
@@ -156,6 +158,20 @@ func (c *chart) line(s *Series, xy func(Point) (float64, float64)) {
 func (c *chart) save(path string) error {
 	if c.err != nil {
 		return fmt.Errorf("%w: %s: %w", errPlot, path, c.err)
+	}
+	// A log axis needs a positive range that is not a single value.
+	for _, a := range []*plot.Axis{&c.p.X, &c.p.Y} {
+		if _, log := a.Scale.(plot.LogScale); !log {
+			continue
+		}
+		if c.points == 0 {
+			a.Min, a.Max = 1, 10
+		} else if a.Min == a.Max {
+			a.Min, a.Max = a.Min/2, a.Max*2
+		}
+	}
+	if c.points == 0 {
+		c.p.Title.Text += " — no data"
 	}
 	for _, ext := range []string{"svg", "png"} {
 		canvas, err := draw.NewFormattedCanvas(chartW, chartH, ext)
