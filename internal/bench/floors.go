@@ -26,7 +26,8 @@ func futexCount(quick bool) int {
 
 // futex measures the one-way wake-up between this process and a child.
 func (r *runner) futex() Futex {
-	defer r.step("floor futex")
+	r.starting("floor futex")
+	defer r.step()
 	count := futexCount(r.opt.Quick)
 	f, err := r.futexPingPong(count)
 	if err != nil {
@@ -124,6 +125,7 @@ func (r *runner) memmove(sizes []int) memmoveSeries {
 	tp.Lossless = true
 	tp.Note = "one copy per message: the rate a single-copy path cannot beat"
 	for _, size := range sizes {
+		r.starting("floor memmove " + SizeName(size))
 		src, dst := make([]byte, size), make([]byte, size)
 		for i := range src {
 			src[i] = byte(i)
@@ -144,7 +146,7 @@ func (r *runner) memmove(sizes []int) memmoveSeries {
 		rate := 1e9 / float64(max(p50, 1))
 		tp.Points = append(tp.Points, Point{Size: size, Count: count * batch, MsgsPerSec: rate,
 			MBPerSec: rate * float64(size) / 1e6, ReceivedPct: 100})
-		r.step("floor memmove " + SizeName(size))
+		r.step()
 	}
 	return memmoveSeries{lat, tp}
 }

@@ -96,6 +96,7 @@ type runner struct {
 	topics  int
 	done    int
 	total   int
+	what    string // the point being measured
 }
 
 // Run measures every suite and returns the report. A point that fails is
@@ -172,10 +173,19 @@ func (r *runner) cleanup() {
 	_, _ = shm.Sweep(r.opt.Domain, false)
 }
 
-func (r *runner) step(what string) {
-	r.done++
+// starting tells the progress callback what is measured now; step counts
+// a point done.
+func (r *runner) starting(what string) {
+	r.what = what
 	if r.opt.Progress != nil {
 		r.opt.Progress(r.done, r.total, what)
+	}
+}
+
+func (r *runner) step() {
+	r.done++
+	if r.opt.Progress != nil {
+		r.opt.Progress(r.done, r.total, r.what)
 	}
 }
 
@@ -234,6 +244,7 @@ func (r *runner) series(suite string, t transport, sizes, subs []int, measure po
 			if suite == "fan-out" {
 				what = fmt.Sprintf("%s %s 1→%d", suite, t.id, n)
 			}
+			r.starting(what)
 			var p Point
 			var err error
 			if err = r.ctx.Err(); err == nil && l == nil {
@@ -257,7 +268,7 @@ func (r *runner) series(suite string, t transport, sizes, subs []int, measure po
 				p.Subscribers = n
 			}
 			s.Points = append(s.Points, p)
-			r.step(what)
+			r.step()
 		}
 	}
 	return s
