@@ -22,9 +22,10 @@ p50/p99 per message size (64 B … 16 MiB, one message in flight), lossless
 throughput per size, and fan-out from one sender to N receivers.
 
 Receivers are child processes (this binary, re-executed). The run uses a
-domain of its own and removes everything it created. Absolute numbers vary
-with the machine and its load; the ratios within one run are what to
-compare. A full run takes a few minutes, --quick under a minute.
+fresh domain of its own (--domain chooses one) and removes everything it
+created. Absolute numbers vary with the machine and its load; the ratios
+within one run are what to compare. A full run takes about a minute on two
+cores, --quick some seconds.
 
 Output: a table on stdout (--json: the report as JSON instead); --plot DIR
 writes latency, throughput and fan-out charts as SVG and PNG; --markdown FILE
