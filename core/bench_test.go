@@ -81,7 +81,7 @@ func reportChildLatency(b *testing.B, c *testutil.Child) {
 	b.ReportMetric(p99, "p99-µs")
 }
 
-// childLatencySub: args topic count zc. Prints "ready", then after count
+// childLatencySub: args topic count copy|zc|relay. Prints "ready", then after count
 // messages "lat <p50-µs> <p99-µs>".
 func childLatencySub(args []string) int {
 	a := testutil.ChildArgs(args)
@@ -94,6 +94,22 @@ func childLatencySub(args []string) int {
 	s := subs[0]
 	fmt.Println("ready")
 	lat := make([]int64, 0, count)
+	if a[2] == "relay" {
+		// The old design's path: a goroutine receives and relays each
+		// message over a channel to the one that uses it (Messages).
+		for m := range s.Messages(ctx) {
+			if len(m.Data) >= 16 && binary.LittleEndian.Uint64(m.Data) != 1<<63 {
+				lat = append(lat, since(m.Data))
+			}
+			s.Release(m)
+			if len(lat) == count {
+				break
+			}
+		}
+		if len(lat) < count {
+			return fail("relay: %d of %d messages", len(lat), count)
+		}
+	}
 	for len(lat) < count {
 		err := s.ReceiveFunc(ctx, func(h core.Header, view []byte) error {
 			if len(view) >= 16 && binary.LittleEndian.Uint64(view) != 1<<63 {
@@ -111,10 +127,12 @@ func childLatencySub(args []string) int {
 }
 
 // BenchmarkLatency: one message in flight, copy (Send copies in, the
-// subscriber copies out) and zc (SendFunc fills in place, the subscriber
-// reads in place).
+// subscriber copies out), zc (SendFunc fills in place, the subscriber
+// reads in place) and relay (copy, but the subscriber's goroutine gets
+// each message over a channel from another goroutine that received it,
+// Subscriber.Messages: the relay of the old design, one wake-up more).
 func BenchmarkLatency(b *testing.B) {
-	for _, mode := range []string{"copy", "zc"} {
+	for _, mode := range []string{"copy", "zc", "relay"} {
 		for _, size := range benchSizes {
 			b.Run(mode+"/"+sizeName(size), func(b *testing.B) { benchLatency(b, mode, size) })
 		}
@@ -339,12 +357,12 @@ func childResult(b *testing.B, c *testutil.Child) (got, dropped float64) {
 	return got, dropped
 }
 
-// BenchmarkThroughput: lossless (ack mode, default window) and
-// fire-and-forget streams at full speed to a subscriber in another process.
+// BenchmarkThroughput: lossless (ack mode: default window, and window 1 =
+// an acknowledgement round trip per message as eCAL) and fire-and-forget streams at full speed to a subscriber in another process.
 // msg/s counts until the subscriber has taken every message; %received is
 // what it got (100 in ack mode, else what it kept up with).
 func BenchmarkThroughput(b *testing.B) {
-	for _, mode := range []string{"ack", "ack-zc", "nack"} {
+	for _, mode := range []string{"ack", "ack-w1", "ack-zc", "nack"} {
 		for _, size := range []int{64, 1 << 10, 64 << 10, 1 << 20} {
 			b.Run(mode+"/"+sizeName(size), func(b *testing.B) {
 				ack := time.Duration(0)
@@ -355,17 +373,21 @@ func BenchmarkThroughput(b *testing.B) {
 				if mode == "ack-zc" {
 					sub = "zc"
 				}
-				benchStream(b, size, ack, sub)
+				window := 0 // the default
+				if mode == "ack-w1" {
+					window = 1
+				}
+				benchStream(b, size, ack, window, sub)
 			})
 		}
 	}
 }
 
-func benchStream(b *testing.B, size int, ack time.Duration, sub string) {
+func benchStream(b *testing.B, size int, ack time.Duration, window int, sub string) {
 	n, e := openNode(b)
 	child := testutil.StartChild(b, "countsub", e, "tp", strconv.Itoa(b.N), sub)
 	child.Expect(b, "ready", 10*time.Second)
-	p, err := n.NewPublisher("tp", &core.PublisherOptions{AckTimeout: ack})
+	p, err := n.NewPublisher("tp", &core.PublisherOptions{AckTimeout: ack, Window: window})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -185,6 +185,7 @@ func (h *dataHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 		if len(m.Data) == 0 {
 			continue // an empty message would read as end of file
 		}
+		h.t.fs.observeDelivered(h.t.name, len(m.Data), m.Time)
 		n := copy(dest, m.Data)
 		if n < len(m.Data) {
 			h.rest = m.Data[n:]

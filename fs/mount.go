@@ -60,6 +60,9 @@ type MountOptions struct {
 	// MaxMessageSize bounds a message written through whole (default
 	// core.DefaultMaxMessageSize, 64 MiB).
 	MaxMessageSize int
+	// Observer, when set, is told of every message written and read
+	// through the mount (metrics; see Observer).
+	Observer Observer
 
 	uid, gid uint32
 }

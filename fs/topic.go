@@ -91,6 +91,9 @@ func (t *topic) send(data []byte) error {
 		return err
 	}
 	err = p.Send(t.fs.ctx, data)
+	if err == nil || errors.Is(err, core.ErrAckTimeout) {
+		t.fs.observePublished(t.name, len(data))
+	}
 	if errors.Is(err, core.ErrAckTimeout) {
 		return nil // published; a subscriber was slow to acknowledge
 	}

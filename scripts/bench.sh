@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every benchmark of shmfs and prints the results (benchstat-friendly).
+# Runs every benchmark of shmfs and prints the results (benchstat-friendly),
+# then shmfs bench (the comparison with the alternatives, docs/benchmarks.md).
 # The machines are small and shared: each package's benchmarks run with the
 # reference measurements (memmove, raw futex ping-pong, no-op FUSE read) of
 # the same run, so compare ratios, not absolute numbers across runs.
@@ -22,3 +23,6 @@ run -bench 'Encode|Decode' ./core/registration/
 run -bench IdleAgent100 -benchtime 1x ./core/registration/
 run -bench . -benchtime "$lat" ./core/
 run -bench . -benchtime 2000x ./fs/
+# shmfs beside the alternatives (Unix socket, pipe, TCP, NATS) and the floors:
+echo "### shmfs bench"
+go run ./cmd/shmfs bench ${QUICK:+--quick}

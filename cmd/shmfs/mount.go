@@ -7,6 +7,7 @@ import (
 
 	"github.com/shmfs/shmfs/ecal"
 	shmfs "github.com/shmfs/shmfs/fs"
+	"github.com/shmfs/shmfs/internal/metrics"
 )
 
 var mountCommand = &command{
@@ -31,6 +32,7 @@ in eCAL.`,
   cat /tmp/shmfs/greetings/data               # subscribe (blocks)
   shmfs mount --allow-other --domain robot /run/shmfs
   shmfs mount --ecal /tmp/shmfs               # eCAL topics appear as directories too
+  shmfs mount --metrics 127.0.0.1:9464 /tmp/shmfs   # Prometheus scrapes http://127.0.0.1:9464/metrics
   shmfs mount --ecal --ecal-import 'camera*' --ecal-export cmd /tmp/shmfs`,
 	run: runMount,
 }
@@ -40,6 +42,7 @@ func runMount(c *cli, args []string) error {
 	allowOther := fs.Bool("allow-other", false, "let other users use the mount (non-root: needs user_allow_other in /etc/fuse.conf)")
 	debug := fs.Bool("debug", false, "log every FUSE request on standard error")
 	ackTimeout := fs.Duration("ack-timeout", shmfs.DefaultAckTimeout, "how long a write through the mount (or a message imported from eCAL) waits for every subscriber to take the message; 0 = fire and forget (a fast writer may then overwrite messages a slow reader has not read)")
+	metricsAddr := fs.String("metrics", "", metricsFlagHelp)
 	withECAL := fs.Bool("ecal", false, "also run the eCAL gateway (as 'shmfs ecal' does), with the --ecal-* flags")
 	ef := addECALFlags(fs, true)
 	if err := c.parse(fs, args); err != nil {
@@ -85,9 +88,19 @@ func runMount(c *cli, args []string) error {
 		}
 		defer gw.Close()
 	}
+	var observer shmfs.Observer
+	if *metricsAddr != "" {
+		m := metrics.NewMount()
+		stopMetrics, err := serveMetrics(c, *metricsAddr, m)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+		observer = m
+	}
 	ctx, stop := signalContext()
 	defer stop()
-	srv, err := shmfs.Mount(ctx, mp, shmfs.MountOptions{Config: c.config(), AllowOther: *allowOther, Debug: *debug, AckTimeout: ack})
+	srv, err := shmfs.Mount(ctx, mp, shmfs.MountOptions{Config: c.config(), AllowOther: *allowOther, Debug: *debug, AckTimeout: ack, Observer: observer})
 	if err != nil {
 		if errors.Is(err, shmfs.ErrAlreadyMounted) {
 			return fmt.Errorf("%w (unmount it first: umount %s)", err, mp)

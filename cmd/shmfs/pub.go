@@ -254,9 +254,10 @@ func (l *lineSource) next() ([]byte, error) {
 	return nil, io.EOF
 }
 
-// isTerminal reports whether r is a terminal (a user typing messages).
-func isTerminal(r io.Reader) bool {
-	f, ok := r.(*os.File)
+// isTerminal reports whether stream (stdin, stdout or stderr) is a
+// terminal: a user typing messages, a progress bar shown.
+func isTerminal(stream any) bool {
+	f, ok := stream.(*os.File)
 	if !ok {
 		return false
 	}

@@ -51,3 +51,37 @@ func BenchmarkRLockParallel(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkReadersCopy: readers that copy a 64 KiB message out under the
+// lock, from as many goroutines as there are CPUs. "exclusive" takes the
+// writer's lock (as eCAL's readers do: one exclusive mutex per memory
+// file, #670), "shared" the reader lock: readers copy in parallel.
+// ns/op is per copy, over all readers.
+func BenchmarkReadersCopy(b *testing.B) {
+	for _, mode := range []string{"exclusive", "shared"} {
+		b.Run(mode, func(b *testing.B) {
+			_, m := newShared(b, testutil.Domain(b))
+			defer m.Close()
+			src := make([]byte, 64<<10)
+			lock, unlock := m.Lock, m.Unlock
+			if mode == "shared" {
+				lock, unlock = m.RLock, m.RUnlock
+			}
+			b.SetBytes(int64(len(src)))
+			b.RunParallel(func(pb *testing.PB) {
+				dst := make([]byte, len(src))
+				for pb.Next() {
+					if err := lock(10 * time.Second); err != nil {
+						b.Error(err)
+						return
+					}
+					copy(dst, src)
+					if err := unlock(); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}

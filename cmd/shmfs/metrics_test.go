@@ -1,0 +1,140 @@
+package main
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/shmfs/shmfs/internal/testutil"
+)
+
+// shmfs mount --metrics: messages written and read through the mount
+// (by dd and sh, child processes) show in the metrics scraped from the real
+// HTTP endpoint and parsed with Prometheus's text parser: the topic's
+// messages and publishers (core), the mount's bytes and delivery-latency
+// histogram, and the Go and process metrics.
+func TestMountMetrics(t *testing.T) {
+	t.Parallel()
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		testutil.RequireCI(t, "no /dev/fuse")
+	}
+	e := newEnv(t)
+	dir := filepath.Join(t.TempDir(), "mnt")
+	m := startShmfs(t, e.vars(), "mount", "--metrics", "127.0.0.1:0", dir)
+	t.Cleanup(func() {
+		if isShmfsMount(dir) {
+			_ = syscall.Unmount(dir, syscall.MNT_DETACH)
+		}
+	})
+	url := ""
+	for url == "" {
+		if _, u, ok := strings.Cut(m.StderrLine(t, 20*time.Second), "shmfs: metrics on "); ok {
+			url = u
+		}
+	}
+	m.ExpectStderr(t, "mounted domain", 20*time.Second)
+	if err := os.Mkdir(filepath.Join(dir, "t"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "t", "data")
+	reader := testutil.Start(t, testutil.Options{}, "dd", "if="+data, "of=/dev/null", "bs=1M", "count=3", "status=none")
+	testutil.WaitBlockedInRead(t, reader.PID(), 20*time.Second)
+	w := testutil.Run(t, 30*time.Second, testutil.Options{}, "sh", "-c", "echo a > \"$1\"; echo bb > \"$1\"; echo ccc > \"$1\"", "sh", data)
+	if w.Code != 0 {
+		t.Fatalf("writes: exit %d: %s", w.Code, w.Stderr)
+	}
+	if code := reader.ExitCode(t, 30*time.Second); code != 0 {
+		t.Fatalf("dd: exit %d", code)
+	}
+
+	fams := scrape(t, url)
+	for _, c := range []struct {
+		name string
+		want float64
+	}{
+		{"shmfs_topic_messages_total", 3},
+		{"shmfs_topic_dropped_total", 0},
+		{"shmfs_topic_ack_timeouts_total", 0},
+		{"shmfs_topic_publishers", 1}, // the mount's, lingering after the writes
+		{"shmfs_mount_published_messages_total", 3},
+		{"shmfs_mount_published_bytes_total", 2 + 3 + 4},
+		{"shmfs_mount_delivered_messages_total", 3},
+		{"shmfs_mount_delivered_bytes_total", 2 + 3 + 4},
+		{"shmfs_mount_delivery_latency_seconds", 3}, // samples
+	} {
+		if v, ok := metricValue(fams, c.name, "t"); !ok || v != c.want {
+			t.Errorf("%s{topic=\"t\"} = %v (present %v), want %v", c.name, v, ok, c.want)
+		}
+	}
+	if _, ok := metricValue(fams, "shmfs_topic_subscribers", "t"); !ok {
+		t.Error("no shmfs_topic_subscribers{topic=\"t\"}")
+	}
+	for _, name := range []string{"go_goroutines", "process_cpu_seconds_total", "process_open_fds"} {
+		if fams[name] == nil {
+			t.Errorf("no %s", name)
+		}
+	}
+	m.Signal(syscall.SIGINT)
+	if code := m.ExitCode(t, 20*time.Second); code != 0 {
+		t.Errorf("mount: exit %d after SIGINT", code)
+	}
+	if _, err := http.Get(url); err == nil {
+		t.Errorf("metrics still served after the mount exited")
+	}
+}
+
+// A --metrics address without a port is a usage error, before mounting.
+func TestMountMetricsBadAddress(t *testing.T) {
+	t.Parallel()
+	r := runShmfs(t, 10*time.Second, nil, "", "mount", "--metrics", "localhost", filepath.Join(t.TempDir(), "mnt"))
+	if r.code != 2 || !strings.Contains(r.stderr, "--metrics") {
+		t.Errorf("exit %d, stderr %q; want a usage error naming --metrics", r.code, r.stderr)
+	}
+}
+
+func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: not Prometheus text: %v", url, err)
+	}
+	return fams
+}
+
+// metricValue: the counter, gauge or histogram sample count of family name
+// with label topic.
+func metricValue(fams map[string]*dto.MetricFamily, name, topic string) (float64, bool) {
+	for _, m := range fams[name].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() != "topic" || l.GetValue() != topic {
+				continue
+			}
+			switch {
+			case m.Counter != nil:
+				return m.GetCounter().GetValue(), true
+			case m.Gauge != nil:
+				return m.GetGauge().GetValue(), true
+			case m.Histogram != nil:
+				return float64(m.GetHistogram().GetSampleCount()), true
+			}
+		}
+	}
+	return 0, false
+}
