@@ -6,7 +6,7 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 
-	"github.com/shmfs/shmfs/internal/bench"
+	"github.com/shmfs/shmfs/cmd/shmfs/internal/bench"
 )
 
 var benchCommand = &command{

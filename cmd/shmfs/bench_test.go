@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shmfs/shmfs/internal/bench"
+	"github.com/shmfs/shmfs/cmd/shmfs/internal/bench"
 )
 
 // `shmfs bench --quick` as CI runs it: one run with --json, --plot and

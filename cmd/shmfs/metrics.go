@@ -6,7 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/shmfs/shmfs/internal/metrics"
+	"github.com/shmfs/shmfs/cmd/shmfs/internal/metrics"
 )
 
 // metricsFlagHelp is the help of --metrics (mount; the bridge takes the same).

@@ -7,7 +7,7 @@ import (
 
 	"github.com/shmfs/shmfs/ecal"
 	shmfs "github.com/shmfs/shmfs/fs"
-	"github.com/shmfs/shmfs/internal/metrics"
+	"github.com/shmfs/shmfs/cmd/shmfs/internal/metrics"
 )
 
 var mountCommand = &command{
