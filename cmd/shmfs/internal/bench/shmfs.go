@@ -13,7 +13,7 @@ import (
 // shmfs delivery modes.
 const (
 	ack1   = "ack1"   // ack mode, window 1: eCAL's handshake, one message in flight
-	window = "window" // ack mode, the default window (256)
+	window = "window" // ack mode, the default window (1024)
 	ff     = "ff"     // fire and forget
 )
 

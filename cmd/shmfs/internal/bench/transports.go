@@ -16,8 +16,8 @@ func latencyTransports() []transport {
 
 func throughputTransports() []transport {
 	return []transport{
-		shmfsTransport("shmfs-window-copy", "shmfs copy, windowed ack (256)", window, false),
-		shmfsTransport("shmfs-window-zc", "shmfs zero-copy (in place), windowed ack (256)", window, true),
+		shmfsTransport("shmfs-window-copy", "shmfs copy, windowed ack (1024)", window, false),
+		shmfsTransport("shmfs-window-zc", "shmfs zero-copy (in place), windowed ack (1024)", window, true),
 		shmfsTransport("shmfs-ack1-copy", "shmfs copy, ack each (window 1)", ack1, false),
 		shmfsTransport("shmfs-ff-copy", "shmfs copy, fire-and-forget (lossy)", ff, false),
 		streamTransport("unix", "Unix stream socket", "unix"),
@@ -29,7 +29,7 @@ func throughputTransports() []transport {
 
 func fanOutTransports() []transport {
 	return []transport{
-		shmfsTransport("shmfs-window-copy", "shmfs copy, windowed ack (256)", window, false),
+		shmfsTransport("shmfs-window-copy", "shmfs copy, windowed ack (1024)", window, false),
 		streamTransport("unix", "Unix stream socket (one per receiver)", "unix"),
 		streamTransport("tcp", "TCP loopback (one per receiver)", "tcp"),
 		natsTransport(),
