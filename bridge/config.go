@@ -235,7 +235,7 @@ func checkAddr(what, addr string, auth, insecure bool) error {
 	if auth || insecure || isLoopback(host) {
 		return nil
 	}
-	return fmt.Errorf("%w: %s address %q is reachable from other hosts and no authentication is set: give a token, user/password or nkey (and TLS), or allow it explicitly (insecure)", ErrInvalidConfig, what, addr)
+	return fmt.Errorf("%w: %s address %q is reachable from other hosts and no authentication is set: give a token, user and password, or an nkey (--token, --user/--password, --nkey; TLS: --tls-*), or allow it explicitly (--insecure)", ErrInvalidConfig, what, addr)
 }
 
 func isLoopback(host string) bool {
