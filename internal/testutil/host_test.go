@@ -10,7 +10,7 @@ import (
 )
 
 // Two simulated hosts have their own host names, /dev/shm and addresses,
-//. (That they reach each other over their link: the bridge tests in
+// . (That they reach each other over their link: the bridge tests in
 // tests/.)
 func TestHosts(t *testing.T) {
 	t.Parallel()
