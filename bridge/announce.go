@@ -11,7 +11,7 @@ import (
 	"github.com/shmfs/shmfs/core/registration"
 )
 
-// Announcements. Every bridge publishes on <prefix>._bridge.<domain>, at
+// Announcements. Every bridge publishes on <prefix>.<domain>.%bridge, at
 // once when what it announces changes, when it hears of a bridge it did
 // not know, and every Refresh period: which local publishers it can export
 // (so that remote hosts show the topics before any message) and which

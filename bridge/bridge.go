@@ -33,12 +33,13 @@ type Bridge struct {
 	nc       *nats.Conn
 	url      string
 	dataSub  *nats.Subscription
-	ctlSub   *nats.Subscription
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
 	kick   chan struct{}
 	wg     sync.WaitGroup
+	// finishing counts streams delivering their last messages.
+	finishing sync.WaitGroup
 
 	stats                                 counters
 	invalid, own, disconnects, reconnects atomic.Uint64
@@ -103,14 +104,13 @@ func Start(cfg Config) (*Bridge, error) {
 	if b.nc, err = b.connect(); err != nil {
 		return fail(err)
 	}
-	if b.dataSub, err = b.nc.Subscribe(b.subj.wildcard(), b.onData); err != nil {
+	// One subscription for messages and announcements: they are handled
+	// in the order each bridge sent them.
+	if b.dataSub, err = b.nc.Subscribe(b.subj.wildcard(), b.onMessage); err != nil {
 		return fail(fmt.Errorf("%w: subscribe %s: %w", ErrNATS, b.subj.wildcard(), err))
 	}
 	// Room for bursts of large messages before nats.go drops (counted).
 	_ = b.dataSub.SetPendingLimits(1<<16, 4*DefaultMaxPayload)
-	if b.ctlSub, err = b.nc.Subscribe(b.subj.control, b.onControl); err != nil {
-		return fail(fmt.Errorf("%w: subscribe %s: %w", ErrNATS, b.subj.control, err))
-	}
 	if err := b.nc.FlushTimeout(5 * time.Second); err != nil {
 		return fail(fmt.Errorf("%w: %s: %w", ErrNATS, b.url, err))
 	}
@@ -268,6 +268,7 @@ func (b *Bridge) Close() error {
 	_ = b.nc.FlushTimeout(time.Second)
 	b.cancel()
 	b.wg.Wait()
+	b.finishing.Wait()
 	var wg sync.WaitGroup
 	for _, e := range exps {
 		wg.Go(e.close)
@@ -351,6 +352,15 @@ func (b *Bridge) expire(now time.Time) {
 	}
 }
 
+// onMessage handles what the subscription receives, in order.
+func (b *Bridge) onMessage(m *nats.Msg) {
+	if m.Subject == b.subj.control {
+		b.onControl(m)
+		return
+	}
+	b.onData(m)
+}
+
 // onControl handles another bridge's announcement.
 func (b *Bridge) onControl(m *nats.Msg) {
 	r, bye, err := decodeAnnouncement(m.Data)
@@ -371,10 +381,13 @@ func (b *Bridge) onControl(m *nats.Msg) {
 		b.remotes[r.id] = r
 	}
 	b.mu.Unlock()
-	if old == nil && !bye {
-		// A new bridge: tell it about us now rather than at our next
-		// refresh.
+	switch {
+	case old == nil && !bye:
+		b.cfg.Logf("bridge %s of %q joined", hex16(r.id), r.host)
+		// Tell it about us now rather than at our next refresh.
 		b.announce(true)
+	case old != nil && bye:
+		b.cfg.Logf("bridge %s of %q left", hex16(r.id), r.host)
 	}
 	b.changed()
 }

@@ -263,7 +263,7 @@ func TestInvalidMessagesDropped(t *testing.T) {
 			return h
 		}()},
 	}
-	ctl := "shmfs._bridge." + bridge.EscapeToken(p.ca.Domain)
+	ctl := "shmfs." + bridge.EscapeToken(p.ca.Domain) + ".%bridge"
 	for _, body := range []string{"{", `{"bridge":"zz"}`, `{"bridge":"1","host":"h","instance":"1","publishers":[{"id":"1","topic":"a/b"}]}`, string(bytes.Repeat([]byte("x"), 100))} {
 		bad = append(bad, &nats.Msg{Subject: ctl, Data: []byte(body)})
 	}

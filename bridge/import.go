@@ -45,6 +45,7 @@ type stream struct {
 	tc    *topicCounters
 	q     chan inMsg
 	quit  chan struct{} // closed by close: run stops, enqueue gives up
+	end   chan struct{} // closed by finish: run delivers what is queued, then stops
 	done  chan struct{} // closed when run returned
 	// sendMu is held shared by enqueue and exclusively by close, so that
 	// nothing is queued after close drained the queue.
@@ -118,15 +119,24 @@ func (b *Bridge) reconcileImportsLocked(leader bool) []func() {
 	return work
 }
 
+// closeStreamLocked removes a stream whose publisher went away: it
+// delivers what it has queued (the publisher's last messages came before
+// its removal), then closes, in the background.
 func (b *Bridge) closeStreamLocked(s *stream) func() {
 	delete(b.streams, s.key)
 	b.tombs[s.key] = tomb{clock: s.last.Load(), at: time.Now()}
-	return s.close
+	b.finishing.Add(1)
+	return func() {
+		go func() {
+			defer b.finishing.Done()
+			s.finish()
+		}()
+	}
 }
 
 func (b *Bridge) newStreamLocked(k streamKey, topic, typ string) *stream {
 	s := &stream{b: b, key: k, topic: topic, typ: typ, tc: b.stats.of(topic),
-		q: make(chan inMsg, queueLen), quit: make(chan struct{}), done: make(chan struct{}), lastData: time.Now()}
+		q: make(chan inMsg, queueLen), quit: make(chan struct{}), end: make(chan struct{}), done: make(chan struct{}), lastData: time.Now()}
 	if t, ok := b.tombs[k]; ok {
 		s.last.Store(t.clock)
 		delete(b.tombs, k)
@@ -138,8 +148,13 @@ func (b *Bridge) newStreamLocked(k streamKey, topic, typ string) *stream {
 
 // close stops the stream: queued messages are dropped, the local
 // publisher closes (flushing, bounded by the ack timeout).
-func (s *stream) close() {
-	close(s.quit)
+func (s *stream) close() { s.stop(s.quit) }
+
+// finish stops the stream after delivering what is queued.
+func (s *stream) finish() { s.stop(s.end) }
+
+func (s *stream) stop(how chan struct{}) {
+	close(how)
 	s.sendMu.Lock()
 	defer s.sendMu.Unlock()
 	<-s.done
@@ -184,10 +199,15 @@ func (s *stream) run() {
 		select {
 		case m = <-s.q:
 		case <-s.quit:
-			if s.pub != nil {
-				_ = s.pub.Close()
-			}
+			s.closePub()
 			return
+		case <-s.end:
+			select {
+			case m = <-s.q:
+			default:
+				s.closePub()
+				return
+			}
 		}
 		b.queued.Add(-int64(len(m.data)))
 		if !open() {
@@ -208,6 +228,12 @@ func (s *stream) run() {
 				b.logOnce("send:"+s.topic, "publishing imported topic %q: %v", s.topic, err)
 			}
 		}
+	}
+}
+
+func (s *stream) closePub() {
+	if s.pub != nil {
+		_ = s.pub.Close()
 	}
 }
 
@@ -291,10 +317,8 @@ func (b *Bridge) deliver(topic string, m *meta, data []byte) {
 func (b *Bridge) enqueue(s *stream, m inMsg) bool {
 	s.sendMu.RLock()
 	defer s.sendMu.RUnlock()
-	select {
-	case <-s.quit:
+	if isClosed(s.quit) || isClosed(s.end) {
 		return false
-	default:
 	}
 	n := int64(len(m.data))
 	var deadline time.Time
@@ -303,7 +327,7 @@ func (b *Bridge) enqueue(s *stream, m inMsg) bool {
 		if deadline.IsZero() {
 			deadline = time.Now().Add(queueWait)
 		}
-		if time.Now().After(deadline) || b.ctx.Err() != nil || isClosed(s.quit) {
+		if time.Now().After(deadline) || b.ctx.Err() != nil || isClosed(s.quit) || isClosed(s.end) {
 			return false
 		}
 		time.Sleep(time.Millisecond)
@@ -323,6 +347,7 @@ func (b *Bridge) enqueue(s *stream, m inMsg) bool {
 		return true
 	case <-t.C:
 	case <-s.quit:
+	case <-s.end:
 	}
 	b.queued.Add(-n)
 	return false

@@ -6,8 +6,10 @@ import (
 )
 
 // Subjects. A topic travels on <prefix>.<domain>.<topic>; the bridges'
-// announcements on <prefix>._bridge.<domain> ("_bridge" cannot be an
-// escaped domain: a domain starts with a letter or digit). Domain and topic
+// announcements on <prefix>.<domain>.%bridge, which no topic escapes to
+// ('%' is always followed by two upper-case hex digits), so that one
+// subscription receives both in the order each bridge sent them (a
+// publisher's removal never overtakes its last messages). Domain and topic
 // are escaped into one subject token each: bytes other than A-Z a-z 0-9 '-'
 // '_' become %XX (upper-case hex), so '.', '*', '>', white space, '%' and
 // every non-ASCII byte are escaped and the mapping is reversible:
@@ -117,21 +119,25 @@ func CheckPrefix(p string) error {
 	return nil
 }
 
+// controlToken is the last token of the announcement subject.
+const controlToken = "%bridge"
+
 // subjects are the subjects of one prefix and domain.
 type subjects struct {
 	data    string // "<prefix>.<domain>." + topic token
-	control string // "<prefix>._bridge.<domain>"
+	control string // "<prefix>.<domain>.%bridge"
 }
 
 func newSubjects(prefix, domain string) subjects {
 	d := EscapeToken(domain)
-	return subjects{data: prefix + "." + d + ".", control: prefix + "._bridge." + d}
+	return subjects{data: prefix + "." + d + ".", control: prefix + "." + d + "." + controlToken}
 }
 
 // Subject returns the subject of a topic.
 func (s subjects) Subject(topic string) string { return s.data + EscapeToken(topic) }
 
-// wildcard is the subscription that receives every topic of the domain.
+// wildcard is the subscription that receives every topic of the domain
+// and the announcements.
 func (s subjects) wildcard() string { return s.data + "*" }
 
 // Topic returns the topic of a data subject.
