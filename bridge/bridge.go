@@ -179,6 +179,11 @@ func (b *Bridge) connect() (*nats.Conn, error) {
 		}
 		opts = append(opts, o)
 	}
+	if b.srv != nil && b.cfg.TLSCert == "" {
+		// The embedded server: connect in process (no loopback socket;
+		// TLS setups keep the socket, so the certificates are checked).
+		opts = append(opts, nats.InProcessServer(b.srv))
+	}
 	if b.cfg.TLSCA != "" {
 		opts = append(opts, nats.RootCAs(b.cfg.TLSCA))
 	}

@@ -29,6 +29,7 @@ const (
 	DefaultRefresh    = time.Second
 	DefaultTimeout    = 5 * time.Second
 	DefaultQueueBytes = 256 << 20
+	DefaultSpin       = 50 * time.Microsecond
 )
 
 // Config configures a Bridge. The zero value bridges every topic of the
@@ -87,6 +88,11 @@ type Config struct {
 	// Timeout forgets a remote bridge that announced nothing for that long
 	// (default 5 s).
 	Refresh, Timeout time.Duration
+	// Spin is how long an exporting subscriber that finds no message polls
+	// before it sleeps (SubscriberOptions.Spin): a message arriving
+	// meanwhile costs no futex wake-up. Default DefaultSpin; negative: no
+	// polling. Up to Spin of CPU per gap between messages.
+	Spin time.Duration
 	// QueueBytes bounds the imported messages waiting for local delivery
 	// (default 256 MiB); beyond it they are dropped and counted.
 	QueueBytes int64
@@ -209,6 +215,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Timeout < 2*c.Refresh {
 		return c, fmt.Errorf("%w: timeout %v shorter than two refresh periods (%v)", ErrInvalidConfig, c.Timeout, c.Refresh)
+	}
+	if c.Spin == 0 {
+		c.Spin = DefaultSpin
+	}
+	if c.Spin < 0 {
+		c.Spin = 0
 	}
 	if c.QueueBytes == 0 {
 		c.QueueBytes = DefaultQueueBytes

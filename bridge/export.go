@@ -24,6 +24,7 @@ import (
 // headroom is what a message's headers may take in a NATS payload.
 const headroom = 1024
 
+
 type exporter struct {
 	b      *Bridge
 	topic  string
@@ -59,7 +60,7 @@ func (b *Bridge) reconcileExportsLocked(want map[string]bool) []func() {
 		e := &exporter{b: b, topic: t, subj: b.subj.Subject(t), tc: b.stats.of(t),
 			done: make(chan struct{}), types: map[uint64]string{}, last: map[uint64]uint64{}}
 		sub, err := b.node.NewSubscriber(t, &core.SubscriberOptions{
-			ZeroCopy: true, MaxMessageSize: MaxMessage,
+			ZeroCopy: true, MaxMessageSize: MaxMessage, Spin: b.cfg.Spin,
 			// Never what a NATS bridge imported: no loops.
 			Publishers: func(p core.EntityInfo) bool {
 				if !p.Local || strings.HasPrefix(p.Origin, OriginPrefix) {

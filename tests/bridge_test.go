@@ -22,7 +22,7 @@ import (
 // embedded NATS servers form a cluster (b routes to a), with a user and
 // password since they listen on the link.
 type twoHosts struct {
-	t        *testing.T
+	t        testing.TB
 	a, b     *testutil.Host
 	e        env
 	argsA    []string
@@ -30,7 +30,7 @@ type twoHosts struct {
 	brA, brB *testutil.Child
 }
 
-func newTwoHosts(t *testing.T) *twoHosts {
+func newTwoHosts(t testing.TB) *twoHosts {
 	h := &twoHosts{t: t, a: testutil.NewHost(t, "a"), b: testutil.NewHost(t, "b"), e: newEnv(t)}
 	testutil.LinkHosts(t, h.a, h.b)
 	auth := []string{"--user", "bridge", "--password", "s3cret", "--stats", "1s"}

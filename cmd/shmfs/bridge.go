@@ -67,6 +67,7 @@ func runBridge(c *cli, args []string) error {
 	fs.StringVar(&cfg.TLSCA, "tls-ca", "", "CA `FILE` to verify the peer (and require client certificates)")
 	fs.BoolVar(&cfg.Insecure, "insecure", false, "allow a server reachable from other hosts without authentication")
 	ackTimeout := fs.Duration("ack-timeout", bridge.DefaultAckTimeout, "how long an imported message waits for the local subscribers; 0 = fire and forget")
+	fs.DurationVar(&cfg.Spin, "spin", bridge.DefaultSpin, "how long the bridge polls for the next local message before it sleeps (0: never polls; less latency and CPU per message, up to this much CPU per gap)")
 	statsEvery := fs.Duration("stats", 0, "print the counters on standard error this often (0: only at exit)")
 	if err := c.parse(fs, args); err != nil {
 		return err
@@ -74,8 +75,11 @@ func runBridge(c *cli, args []string) error {
 	if fs.NArg() > 0 {
 		return usageErrorf("unexpected arguments %q (the command takes only flags)", fs.Args())
 	}
-	if *ackTimeout < 0 || *statsEvery < 0 {
-		return usageErrorf("--ack-timeout and --stats must not be negative")
+	if *ackTimeout < 0 || *statsEvery < 0 || cfg.Spin < 0 {
+		return usageErrorf("--ack-timeout, --spin and --stats must not be negative")
+	}
+	if cfg.Spin == 0 {
+		cfg.Spin = -1
 	}
 	cfg.AckTimeout = *ackTimeout
 	if cfg.AckTimeout == 0 {
