@@ -24,7 +24,6 @@ import (
 // headroom is what a message's headers may take in a NATS payload.
 const headroom = 1024
 
-
 type exporter struct {
 	b      *Bridge
 	topic  string
