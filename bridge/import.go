@@ -414,8 +414,8 @@ func (b *Bridge) reassemble(m *meta, data []byte) ([]byte, bool) {
 	return p.buf, true
 }
 
-// Imported reports whether the bridge imports a remote publisher into
-// topic (for tests and the command's status).
+// Imported returns the number of remote publishers the bridge imports
+// into topic now.
 func (b *Bridge) Imported(topic string) int {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -48,34 +48,43 @@ func BenchmarkBridgeThroughput(b *testing.B) {
 		name        string
 		size, count int
 	}{{"1KiB", 1 << 10, 50000}, {"64KiB", 64 << 10, 3000}, {"1MiB", 1 << 20, 300}}
-	for _, sz := range sizes {
-		for _, mode := range []string{"nats", "bridge"} {
-			b.Run(mode+"/"+sz.name, func(b *testing.B) {
-				var mbs, lost []float64
-				for i := 0; i < b.N; i++ {
-					topic := fmt.Sprintf("tput-%s-%s-%d", mode, sz.name, i)
-					args := []string{mode, benchURL(h.b), topic, strconv.Itoa(sz.size), strconv.Itoa(sz.count)}
-					recv := h.b.StartChild(b, options("", h.e.vars()), "tputrecv", args...)
-					recv.Expect(b, "ready", 20*time.Second)
-					if mode == "bridge" {
-						h.waitExported(h.a, topic)
-					}
-					args[1] = benchURL(h.a)
-					send := h.a.StartChild(b, options("", h.e.vars()), "tputsend", args...)
-					line := recv.Line(b, 120*time.Second)
-					var got, bytes, ns int64
-					if _, err := fmt.Sscanf(line, "got %d %d %d", &got, &bytes, &ns); err != nil || ns <= 0 {
-						b.Fatalf("receiver: %q", line)
-					}
-					send.Wait(b, 30*time.Second)
-					mbs = append(mbs, float64(bytes)/float64(ns)*1e3)
-					lost = append(lost, 100*float64(int64(sz.count)-got)/float64(sz.count))
-				}
-				b.ReportMetric(median(mbs), "MB/s")
-				b.ReportMetric(median(mbs)*1e6/float64(sz.size), "msg/s")
-				b.ReportMetric(median(lost), "%lost")
-			})
+	// One iteration measures plain NATS and then the bridge, back to back,
+	// so that both see the same load on this shared machine; the reported
+	// values are medians over the iterations (-benchtime Nx).
+	run := func(b *testing.B, mode, size string, bytesPer, count, i int) (mbs, lost float64) {
+		topic := fmt.Sprintf("tput-%s-%s-%d", mode, size, i)
+		args := []string{mode, benchURL(h.b), topic, strconv.Itoa(bytesPer), strconv.Itoa(count)}
+		recv := h.b.StartChild(b, options("", h.e.vars()), "tputrecv", args...)
+		recv.Expect(b, "ready", 20*time.Second)
+		if mode == "bridge" {
+			h.waitExported(h.a, topic)
 		}
+		args[1] = benchURL(h.a)
+		send := h.a.StartChild(b, options("", h.e.vars()), "tputsend", args...)
+		line := recv.Line(b, 120*time.Second)
+		var got, bytes, ns int64
+		if _, err := fmt.Sscanf(line, "got %d %d %d", &got, &bytes, &ns); err != nil || ns <= 0 {
+			b.Fatalf("receiver: %q", line)
+		}
+		send.Wait(b, 30*time.Second)
+		return float64(bytes) / float64(ns) * 1e3, 100 * float64(int64(count)-got) / float64(count)
+	}
+	for _, sz := range sizes {
+		b.Run(sz.name, func(b *testing.B) {
+			var nats, bridge, ratio, lostN, lostB []float64
+			for i := 0; i < b.N; i++ {
+				n, ln := run(b, "nats", sz.name, sz.size, sz.count, i)
+				br, lb := run(b, "bridge", sz.name, sz.size, sz.count, i)
+				nats, bridge, ratio = append(nats, n), append(bridge, br), append(ratio, br/n)
+				lostN, lostB = append(lostN, ln), append(lostB, lb)
+			}
+			b.ReportMetric(median(nats), "nats-MB/s")
+			b.ReportMetric(median(bridge), "bridge-MB/s")
+			b.ReportMetric(median(bridge)*1e6/float64(sz.size), "bridge-msg/s")
+			b.ReportMetric(median(ratio), "bridge/nats")
+			b.ReportMetric(median(lostN), "nats-%lost")
+			b.ReportMetric(median(lostB), "bridge-%lost")
+		})
 	}
 }
 
@@ -88,38 +97,48 @@ func median(v []float64) float64 {
 
 func BenchmarkBridgeLatency(b *testing.B) {
 	h := newTwoHosts(b)
-	for _, c := range []struct {
-		name      string
-		mode      string
-		echoHost  *testutil.Host
-		pingTopic string
-		pongTopic string
-		echoURL   string
-	}{
-		{"core", "shm", h.a, "core-ping", "core-pong", ""},
-		{"nats", "nats", h.b, "nats-ping", "nats-pong", benchURL(h.b)},
-		{"bridge", "shm", h.b, "bridge-ping", "bridge-pong", ""},
-	} {
-		b.Run(c.name+"/1KiB", func(b *testing.B) {
-			var p50s, means []float64
-			for i := 0; i < b.N; i++ {
-				ping, pong := fmt.Sprint(c.pingTopic, i), fmt.Sprint(c.pongTopic, i)
-				echo := c.echoHost.StartChild(b, options("", h.e.vars()), "echo", c.mode, c.echoURL, ping, pong)
-				echo.Expect(b, "ready", 20*time.Second)
-				p := h.a.StartChild(b, options("", h.e.vars()), "ping", c.mode, benchURL(h.a), ping, pong, "1024", "2000")
-				line := p.Line(b, 120*time.Second)
-				var p50, mean float64
-				if _, err := fmt.Sscanf(line, "oneway p50 %g mean %g", &p50, &mean); err != nil {
-					b.Fatalf("ping: %q", line)
-				}
-				echo.Signal(syscall.SIGTERM)
-				echo.Wait(b, 10*time.Second)
-				p50s, means = append(p50s, p50), append(means, mean)
-			}
-			b.ReportMetric(median(p50s), "oneway-p50-us")
-			b.ReportMetric(median(means), "oneway-mean-us")
-		})
+	// One iteration measures the core on host a, plain NATS and the bridge
+	// between the hosts, back to back; medians over -benchtime Nx.
+	type path struct {
+		mode, echoURL string
+		echoHost      *testutil.Host
 	}
+	paths := map[string]path{
+		"core":   {"shm", "", h.a},
+		"nats":   {"nats", benchURL(h.b), h.b},
+		"bridge": {"shm", "", h.b},
+	}
+	measure := func(b *testing.B, name string, i int) (p50, mean float64) {
+		c := paths[name]
+		ping, pong := fmt.Sprint(name, "-ping-", i), fmt.Sprint(name, "-pong-", i)
+		echo := c.echoHost.StartChild(b, options("", h.e.vars()), "echo", c.mode, c.echoURL, ping, pong)
+		echo.Expect(b, "ready", 20*time.Second)
+		p := h.a.StartChild(b, options("", h.e.vars()), "ping", c.mode, benchURL(h.a), ping, pong, "1024", "2000")
+		line := p.Line(b, 120*time.Second)
+		if _, err := fmt.Sscanf(line, "oneway p50 %g mean %g", &p50, &mean); err != nil {
+			b.Fatalf("ping: %q", line)
+		}
+		echo.Signal(syscall.SIGTERM)
+		echo.Wait(b, 10*time.Second)
+		return p50, mean
+	}
+	b.Run("1KiB", func(b *testing.B) {
+		v := map[string][]float64{}
+		for i := 0; i < b.N; i++ {
+			r := map[string]float64{}
+			for _, name := range []string{"core", "nats", "bridge"} {
+				p50, mean := measure(b, name, i)
+				r[name] = p50
+				v[name+"-p50-us"] = append(v[name+"-p50-us"], p50)
+				v[name+"-mean-us"] = append(v[name+"-mean-us"], mean)
+			}
+			v["added-p50-us"] = append(v["added-p50-us"], r["bridge"]-r["nats"])
+			v["added/core"] = append(v["added/core"], (r["bridge"]-r["nats"])/r["core"])
+		}
+		for unit, vals := range v {
+			b.ReportMetric(median(vals), unit)
+		}
+	})
 }
 
 // childContext is cancelled on SIGTERM.
