@@ -91,6 +91,7 @@ type infoJSON struct {
 }
 
 type infoEntity struct {
+	PID     int    `json:"pid"`
 	Process string `json:"process"`
 	Origin  string `json:"origin"`
 	Dropped uint64 `json:"dropped"`
@@ -101,11 +102,19 @@ type infoEntity struct {
 // nothing.
 func (h *twoHosts) waitExported(host *testutil.Host, topic string) {
 	h.t.Helper()
+	br := h.brA
+	if host == h.b {
+		br = h.brB
+	}
 	testutil.CheckFor(h.t, 20*time.Second, 50*time.Millisecond, func() error {
-		if i := h.info(host, topic); i == nil || len(i.Subscribers) == 0 {
-			return fmt.Errorf("%s: no bridge subscriber of %q yet", host.Name, topic)
+		if i := h.info(host, topic); i != nil {
+			for _, s := range i.Subscribers {
+				if s.PID == br.PID() {
+					return nil
+				}
+			}
 		}
-		return nil
+		return fmt.Errorf("%s: the bridge (pid %d) does not subscribe to %q yet", host.Name, br.PID(), topic)
 	})
 }
 
