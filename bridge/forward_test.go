@@ -1,12 +1,14 @@
 package bridge_test
 
 import (
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/shmfs/shmfs/bridge"
 	"github.com/shmfs/shmfs/core"
+	"github.com/shmfs/shmfs/internal/testutil"
 )
 
 // Messages published on one host arrive on the other in order, each once,
@@ -52,4 +54,54 @@ func TestForwardInOrder(t *testing.T) {
 	if sa.Total.MessagesOut != n || sb.Total.MessagesIn != n || sb.Total.Gaps != 0 || sb.Total.Duplicates != 0 {
 		t.Errorf("stats: a %+v, b %+v", sa.Total, sb.Total)
 	}
+}
+
+// A remote publisher shows on the other host (topic, type, origin) before
+// it sends anything; --export and --import select topics; a publisher
+// that goes away disappears on the other host too.
+func TestAnnouncedTopicsAndPatterns(t *testing.T) {
+	t.Parallel()
+	p := newPair(t, bridge.Config{Export: bridge.Patterns{"cam*", "blocked-in"}}, bridge.Config{Import: bridge.Patterns{"cam*", "other"}})
+	var pubs []*core.Publisher
+	for _, topic := range []string{"camera", "other", "blocked-in"} {
+		pub, err := p.na.NewPublisher(topic, &core.PublisherOptions{Type: "image/" + topic})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pub.Close() })
+		pubs = append(pubs, pub)
+	}
+	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		ti, ok := p.nb.Topic("camera")
+		if !ok || len(ti.Publishers) != 1 || ti.Type != "image/camera" || ti.Publishers[0].Origin != "nats:host-a" {
+			return fmt.Errorf("camera on b: %+v", ti)
+		}
+		return nil
+	})
+	// "other" is not exported by a, "blocked-in" not imported by b. A
+	// publisher made after them shows on b only through an announcement
+	// (a full list) made after they existed: by then b would import them.
+	last, err := p.na.NewPublisher("cam-last", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer last.Close()
+	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if p.b.Imported("cam-last") != 1 {
+			return fmt.Errorf("cam-last not imported yet")
+		}
+		return nil
+	})
+	for _, topic := range []string{"other", "blocked-in"} {
+		if n := p.b.Imported(topic); n != 0 {
+			t.Errorf("%s crossed: %d imports", topic, n)
+		}
+	}
+	pubs[0].Close()
+	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if ti, ok := p.nb.Topic("camera"); ok && len(ti.Publishers) > 0 {
+			return fmt.Errorf("camera still on b: %+v", ti.Publishers)
+		}
+		return nil
+	})
 }
