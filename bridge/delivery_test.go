@@ -114,6 +114,14 @@ func TestNoLoopsNoDuplicates(t *testing.T) {
 			t.Fatalf("subscriber on %s: extra message %q", host, m.Data)
 		}
 	}
+	// Exporters send only their own host's messages: a on two bridges
+	// (2n), b once (n); a loop would make them send what they imported.
+	if out := p.a.Stats().Total.MessagesOut + a2.Stats().Total.MessagesOut; out != 2*n {
+		t.Errorf("host a's bridges sent %d messages, want %d", out, 2*n)
+	}
+	if out := p.b.Stats().Total.MessagesOut; out != n {
+		t.Errorf("host b's bridge sent %d messages, want %d", out, n)
+	}
 	sb := p.b.Stats()
 	if sb.Total.MessagesIn != n || sb.Total.Duplicates != n || sb.Total.Gaps != 0 {
 		t.Errorf("bridge b (two exporters on a): %+v", sb.Total)
