@@ -120,8 +120,9 @@ func TestNoLoopsNoDuplicates(t *testing.T) {
 	// (b drops them as duplicates), then the counts must be exact.
 	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		out := p.a.Stats().Total.MessagesOut + a2.Stats().Total.MessagesOut
-		if dups := p.b.Stats().Total.Duplicates; out < 2*n || dups < n {
-			return fmt.Errorf("a sent %d, b dropped %d duplicates", out, dups)
+		in := p.a.Stats().Total.MessagesIn + a2.Stats().Total.MessagesIn
+		if dups, inB := p.b.Stats().Total.Duplicates, p.b.Stats().Total.MessagesIn; out < 2*n || dups < n || in < n || inB < n {
+			return fmt.Errorf("a sent %d and published %d, b dropped %d duplicates and published %d", out, in, dups, inB)
 		}
 		return nil
 	})

@@ -50,6 +50,13 @@ func TestForwardInOrder(t *testing.T) {
 	if len(ti.Publishers) != 1 || ti.Publishers[0].Origin != "nats:host-a" || ti.Type != "text" {
 		t.Errorf("imported publisher: %+v", ti.Publishers)
 	}
+	// The counters follow the delivery (the last may still be counting).
+	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if in := p.b.Stats().Total.MessagesIn; in < n {
+			return fmt.Errorf("b counted %d published", in)
+		}
+		return nil
+	})
 	sa, sb := p.a.Stats(), p.b.Stats()
 	if sa.Total.MessagesOut != n || sb.Total.MessagesIn != n || sb.Total.Gaps != 0 || sb.Total.Duplicates != 0 {
 		t.Errorf("stats: a %+v, b %+v", sa.Total, sb.Total)
