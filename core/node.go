@@ -377,7 +377,7 @@ func (n *Node) live(e registration.Entity) registration.Entity {
 	switch e.Kind {
 	case registration.KindPublisher:
 		if p := n.pubs[e.ID]; p != nil {
-			e.Sent, e.AckTimeouts = p.sent.Load(), p.ackTimeouts.Load()
+			e.Sent, e.AckTimeouts, e.Dropped = p.sent.Load(), p.ackTimeouts.Load(), p.lost.Load()
 		}
 	case registration.KindSubscriber:
 		if t := n.readers[e.Topic]; t != nil {

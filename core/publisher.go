@@ -38,8 +38,8 @@ type Publisher struct {
 	procs   map[uint64]*subProc // by subscriber process instance
 	active  atomic.Pointer[[]*subProc]
 
-	sent, ackTimeouts, grows atomic.Uint64
-	closed                   atomic.Bool
+	sent, ackTimeouts, grows, lost atomic.Uint64
+	closed                         atomic.Bool
 }
 
 // subProc is the publisher's side of one subscriber process.
@@ -68,6 +68,10 @@ type PublisherStats struct {
 	Grows uint64
 	// Subscribers counts subscriber processes currently connected.
 	Subscribers int
+	// Lost sums SendOptions.Lost: messages a forwarder (bridge, gateway)
+	// lost upstream before publishing here. Registration announces it as
+	// the publisher's Dropped count ('shmfs info', 'ls --json', header).
+	Lost uint64
 }
 
 // SendOptions carry the optional fields of one message (Publisher.SendWith).
@@ -140,7 +144,7 @@ func (p *Publisher) entity() registration.Entity {
 	return registration.Entity{
 		Kind: registration.KindPublisher, ID: p.id, Topic: p.topic, Type: p.opts.Type,
 		MemFiles: []string{p.mf.Name()}, BufferCount: 1, Origin: p.opts.Origin,
-		Sent: p.sent.Load(), AckTimeouts: p.ackTimeouts.Load(),
+		Sent: p.sent.Load(), AckTimeouts: p.ackTimeouts.Load(), Dropped: p.lost.Load(),
 	}
 }
 
@@ -158,7 +162,7 @@ func (p *Publisher) ID() uint64 { return p.id }
 
 // Stats returns the publisher's counters.
 func (p *Publisher) Stats() PublisherStats {
-	s := PublisherStats{Sent: p.sent.Load(), AckTimeouts: p.ackTimeouts.Load(), Grows: p.grows.Load()}
+	s := PublisherStats{Sent: p.sent.Load(), AckTimeouts: p.ackTimeouts.Load(), Grows: p.grows.Load(), Lost: p.lost.Load()}
 	for _, sp := range p.activeProcs() {
 		if sp.attached() {
 			s.Subscribers++
@@ -247,6 +251,7 @@ func (p *Publisher) send(ctx context.Context, o SendOptions, size int, data []by
 		return err
 	}
 	p.sent.Add(1)
+	p.lost.Add(o.Lost)
 	for _, sp := range procs {
 		sp.ring()
 	}

@@ -390,4 +390,13 @@ func TestLostUpstreamCountsAsDropped(t *testing.T) {
 	if err != nil || m.Dropped != 3 || s.Stats().Dropped != 3 {
 		t.Fatalf("message after 3 lost upstream: dropped %d, stats %+v, %v", m.Dropped, s.Stats(), err)
 	}
+	// The publisher counts them too, and registration shows them as its
+	// dropped count.
+	if st := p.Stats(); st.Lost != 3 {
+		t.Errorf("publisher stats after Lost 3: %+v", st)
+	}
+	ti, _ := n.Topic("bridged")
+	if len(ti.Publishers) != 1 || ti.Publishers[0].Dropped != 3 {
+		t.Errorf("registration of a publisher that was told 3 were lost: %+v", ti.Publishers)
+	}
 }

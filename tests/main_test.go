@@ -79,7 +79,7 @@ type env struct {
 	port   int
 }
 
-func newEnv(t *testing.T) env {
+func newEnv(t testing.TB) env {
 	return env{domain: testutil.Domain(t), port: testutil.Port(t)}
 }
 

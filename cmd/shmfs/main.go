@@ -32,7 +32,7 @@ var commands []*command
 func init() {
 	commands = []*command{
 		pubCommand, subCommand, lsCommand, infoCommand, hzCommand,
-		mountCommand, ecalCommand, cleanCommand, doctorCommand, benchCommand, versionCommand, helpCommand,
+		mountCommand, ecalCommand, bridgeCommand, cleanCommand, doctorCommand, benchCommand, versionCommand, helpCommand,
 	}
 }
 

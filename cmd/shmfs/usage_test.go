@@ -41,6 +41,13 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"ecal", "--condvar-layout", "new"}, nil, `--condvar-layout "new": want auto or grefs`},
 		{[]string{"ecal", "--ecal-ack-timeout", "-1s"}, nil, "must not be negative"},
 		{[]string{"ecal", "extra"}, nil, "unexpected arguments"},
+		{[]string{"bridge", "--import", "[x"}, nil, `shmfs: bridge: --import: pattern "[x": syntax error in pattern`},
+		{[]string{"bridge", "--listen", "0.0.0.0:4222"}, nil, "no authentication is set"},
+		{[]string{"bridge", "--nats", "nats://127.0.0.1:1", "--listen", "127.0.0.1:1"}, nil, "--listen configures the embedded server"},
+		{[]string{"bridge", "--user", "u"}, nil, "user and password go together"},
+		{[]string{"bridge", "--prefix", "a..b"}, nil, `subject prefix "a..b" has an empty token`},
+		{[]string{"bridge", "--routes", "http://x"}, nil, `route "http://x": want nats-route://HOST:PORT`},
+		{[]string{"bridge", "extra"}, nil, "unexpected arguments"},
 		{[]string{"help", "bogus"}, nil, `unknown command "bogus"`},
 		{[]string{"--nope"}, nil, "unknown flag: --nope"},
 	}

@@ -88,11 +88,7 @@ func StartChildWith(t testing.TB, o Options, name string, args ...string) *Child
 // Start runs the command name (looked up in PATH) with args.
 func Start(t testing.TB, o Options, name string, args ...string) *Child {
 	t.Helper()
-	label := strings.Join(append([]string{name}, args...), " ")
-	if len(label) > 80 {
-		label = label[:77] + "..."
-	}
-	return start(t, o, label, name, args)
+	return start(t, o, label(name, args), name, args)
 }
 
 // Result is what a process run to completion by Run printed and how it
