@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/shmfs/shmfs/bridge"
+	"github.com/shmfs/shmfs/cmd/shmfs/internal/metrics"
 )
 
 var bridgeCommand = &command{
@@ -41,7 +42,8 @@ Details: docs/bridge.md.`,
   shmfs bridge --listen 0.0.0.0:4222 --cluster 0.0.0.0:6222 --user u --password p
   shmfs bridge --listen 0.0.0.0:4222 --user u --password p --routes nats-route://hosta:6222
   shmfs bridge --nats nats://nats.example:4222 --export 'camera*' --import cmd
-  shmfs bridge --stats 10s                        # print counters every 10 s`,
+  shmfs bridge --stats 10s                        # print counters every 10 s
+  shmfs bridge --metrics 127.0.0.1:9465           # Prometheus scrapes http://127.0.0.1:9465/metrics`,
 	run: runBridge,
 }
 
@@ -69,6 +71,7 @@ func runBridge(c *cli, args []string) error {
 	ackTimeout := fs.Duration("ack-timeout", bridge.DefaultAckTimeout, "how long an imported message waits for the local subscribers; 0 = fire and forget")
 	fs.DurationVar(&cfg.Spin, "spin", bridge.DefaultSpin, "how long the bridge polls for the next local message before it sleeps (0: never polls; less latency and CPU per message, up to this much CPU per gap)")
 	statsEvery := fs.Duration("stats", 0, "print the counters on standard error this often (0: only at exit)")
+	metricsAddr := fs.String("metrics", "", metricsFlagHelp+"; the bridge's counters (shmfs_bridge_*)")
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
@@ -124,6 +127,14 @@ func runBridge(c *cli, args []string) error {
 	}
 	fmt.Fprintf(c.stderr, "shmfs: bridge: domain %q as %q via NATS %s, subjects %s; Ctrl-C to stop\n",
 		c.domain, b.Name(), where, b.Subject("TOPIC"))
+	if *metricsAddr != "" {
+		stopMetrics, err := serveMetrics(c, *metricsAddr, metrics.NewBridge(b.Stats))
+		if err != nil {
+			_ = b.Close()
+			return err
+		}
+		defer stopMetrics()
+	}
 	var tick <-chan time.Time
 	if *statsEvery > 0 {
 		t := time.NewTicker(*statsEvery)

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -119,22 +121,95 @@ func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
 }
 
 // metricValue: the counter, gauge or histogram sample count of family name
-// with label topic.
+// with label topic ("" for a family without labels).
 func metricValue(fams map[string]*dto.MetricFamily, name, topic string) (float64, bool) {
 	for _, m := range fams[name].GetMetric() {
 		for _, l := range m.GetLabel() {
 			if l.GetName() != "topic" || l.GetValue() != topic {
 				continue
 			}
-			switch {
-			case m.Counter != nil:
-				return m.GetCounter().GetValue(), true
-			case m.Gauge != nil:
-				return m.GetGauge().GetValue(), true
-			case m.Histogram != nil:
-				return float64(m.GetHistogram().GetSampleCount()), true
-			}
+			return sampleValue(m)
+		}
+		if topic == "" && len(m.GetLabel()) == 0 {
+			return sampleValue(m)
 		}
 	}
 	return 0, false
+}
+
+func sampleValue(m *dto.Metric) (float64, bool) {
+	switch {
+	case m.Counter != nil:
+		return m.GetCounter().GetValue(), true
+	case m.Gauge != nil:
+		return m.GetGauge().GetValue(), true
+	case m.Histogram != nil:
+		return float64(m.GetHistogram().GetSampleCount()), true
+	}
+	return 0, false
+}
+
+// metricsURL reads the "shmfs: metrics on URL" line of a command's stderr.
+func metricsURL(t *testing.T, c *testutil.Child) string {
+	t.Helper()
+	for {
+		if _, u, ok := strings.Cut(c.StderrLine(t, 20*time.Second), "shmfs: metrics on "); ok {
+			return u
+		}
+	}
+}
+
+// shmfs bridge --metrics: two bridges on this host join two separate
+// worlds of one domain (each with its own registration port, as if on two
+// hosts; one bridge serves NATS, the other uses it); a topic published in
+// one reaches a subscriber in the other, and both bridges' counters show it.
+func TestBridgeMetrics(t *testing.T) {
+	t.Parallel()
+	a := newEnv(t)
+	b := env{domain: a.domain, port: testutil.Port(t)}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	natsAddr := l.Addr().String()
+	l.Close()
+	ba := startShmfs(t, a.vars(), "bridge", "--listen", natsAddr, "--name", "hosta", "--metrics", "127.0.0.1:0")
+	urlA := metricsURL(t, ba)
+	bb := startShmfs(t, b.vars(), "bridge", "--nats", "nats://"+natsAddr, "--name", "hostb", "--metrics", "127.0.0.1:0")
+	urlB := metricsURL(t, bb)
+	sub := startShmfs(t, b.vars(), "sub", "--count", "3", "t")
+	// The sub is announced to bridge a through bridge b; then a exports.
+	testutil.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		if v, _ := metricValue(scrape(t, urlA), "shmfs_bridge_peers", ""); v != 1 {
+			return fmt.Errorf("bridge a hears %v bridges", v)
+		}
+		return nil
+	})
+	testutil.CheckFor(t, 20*time.Second, 100*time.Millisecond, func() error {
+		r := runShmfs(t, 20*time.Second, a.vars(), "", "pub", "t", "x")
+		if r.code != 0 {
+			return fmt.Errorf("pub: exit %d: %s", r.code, r.stderr)
+		}
+		if v, _ := metricValue(scrape(t, urlB), "shmfs_bridge_received_messages_total", "t"); v < 3 {
+			return fmt.Errorf("bridge b received %v messages of t", v)
+		}
+		return nil
+	})
+	if code := sub.ExitCode(t, 20*time.Second); code != 0 {
+		t.Fatalf("sub: exit %d", code)
+	}
+	fa, fb := scrape(t, urlA), scrape(t, urlB)
+	sent, _ := metricValue(fa, "shmfs_bridge_sent_messages_total", "t")
+	recv, _ := metricValue(fb, "shmfs_bridge_received_messages_total", "t")
+	if sent < 3 || recv < 3 || recv > sent {
+		t.Errorf("bridge a sent %v messages of t, bridge b received %v", sent, recv)
+	}
+	for _, u := range []map[string]*dto.MetricFamily{fa, fb} {
+		if v, ok := metricValue(u, "shmfs_bridge_connected", ""); !ok || v != 1 {
+			t.Errorf("shmfs_bridge_connected = %v (present %v)", v, ok)
+		}
+		if u["go_goroutines"] == nil || u["process_open_fds"] == nil {
+			t.Error("Go or process metrics missing beside the bridge's")
+		}
+	}
 }

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/shmfs/shmfs/cmd/shmfs/internal/metrics"
 	"github.com/shmfs/shmfs/ecal"
 	shmfs "github.com/shmfs/shmfs/fs"
-	"github.com/shmfs/shmfs/cmd/shmfs/internal/metrics"
 )
 
 var mountCommand = &command{
