@@ -2,10 +2,10 @@ package bridge
 
 import (
 	"fmt"
+	"github.com/shmfs/shmfs/internal/glob"
 	"net"
 	"net/url"
 	"os"
-	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -100,32 +100,9 @@ type Config struct {
 	Logf func(format string, args ...any)
 }
 
-// Patterns select topics by shell glob (path.Match: '*', '?', '[...]';
-// topic names contain no '/').
-type Patterns []string
-
-// Check reports a malformed pattern.
-func (p Patterns) Check() error {
-	for _, s := range p {
-		if _, err := path.Match(s, ""); err != nil {
-			return fmt.Errorf("%w: pattern %q: %w", ErrInvalidConfig, s, err)
-		}
-	}
-	return nil
-}
-
-// Match reports whether topic matches a pattern; nil patterns match all.
-func (p Patterns) Match(topic string) bool {
-	if p == nil {
-		return true
-	}
-	for _, s := range p {
-		if ok, _ := path.Match(s, topic); ok {
-			return true
-		}
-	}
-	return false
-}
+// Patterns select topics by shell glob (path.Match: '*', '?', '[...]').
+// Nil (the default) means all.
+type Patterns = glob.Patterns
 
 func (c Config) withDefaults() (Config, error) {
 	if c.Name == "" {
@@ -150,10 +127,16 @@ func (c Config) withDefaults() (Config, error) {
 		}
 	}
 	if err := c.Export.Check(); err != nil {
-		return c, err
+		return c, fmt.Errorf("%w: export %w", ErrInvalidConfig, err)
 	}
 	if err := c.Import.Check(); err != nil {
-		return c, err
+		return c, fmt.Errorf("%w: import %w", ErrInvalidConfig, err)
+	}
+	if c.Export == nil {
+		c.Export = Patterns{"*"}
+	}
+	if c.Import == nil {
+		c.Import = Patterns{"*"}
 	}
 	if c.URL != "" && (c.Listen != "" || c.Cluster != "" || len(c.Routes) > 0 || c.MaxPayload != 0) {
 		return c, fmt.Errorf("%w: a NATS URL excludes the embedded server's listen, cluster, routes and max payload", ErrInvalidConfig)

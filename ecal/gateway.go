@@ -70,10 +70,10 @@ func (c Config) withDefaults() (Config, error) {
 		c.Import, c.Export = Patterns{"*"}, Patterns{"*"}
 	}
 	if err := c.Import.Check(); err != nil {
-		return c, err
+		return c, fmt.Errorf("%w: --import %w", ErrInvalidConfig, err)
 	}
 	if err := c.Export.Check(); err != nil {
-		return c, err
+		return c, fmt.Errorf("%w: --export %w", ErrInvalidConfig, err)
 	}
 	if c.Port == 0 {
 		c.Port = DefaultPort

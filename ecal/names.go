@@ -2,7 +2,7 @@ package ecal
 
 import (
 	"fmt"
-	"path"
+	"github.com/shmfs/shmfs/internal/glob"
 	"strconv"
 	"strings"
 
@@ -111,25 +111,4 @@ func ECALType(t string) DataType {
 // Patterns select topics: shell globs as path.Match understands them
 // ('*', '?', '[...]'), except that '*' also matches '/' (eCAL topic names
 // may contain it).
-type Patterns []string
-
-// Check reports a malformed pattern.
-func (p Patterns) Check() error {
-	for _, s := range p {
-		if _, err := path.Match(s, ""); err != nil {
-			return fmt.Errorf("%w: pattern %q: %w", ErrInvalidConfig, s, err)
-		}
-	}
-	return nil
-}
-
-// Match reports whether name matches any pattern.
-func (p Patterns) Match(name string) bool {
-	name = strings.ReplaceAll(name, "/", "\x01")
-	for _, s := range p {
-		if ok, _ := path.Match(strings.ReplaceAll(s, "/", "\x01"), name); ok {
-			return true
-		}
-	}
-	return false
-}
+type Patterns = glob.Patterns

@@ -245,7 +245,7 @@ func TestPatternsMatchSlashes(t *testing.T) {
 			t.Errorf("Match(%q) = %v", name, !want)
 		}
 	}
-	if err := (Patterns{"[a"}).Check(); !errors.Is(err, ErrInvalidConfig) {
+	if _, err := (Config{Import: Patterns{"[a"}}).withDefaults(); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("bad pattern: %v", err)
 	}
 }
