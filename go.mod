@@ -9,3 +9,5 @@ require (
 )
 
 require google.golang.org/protobuf v1.36.12
+
+replace github.com/hanwen/go-fuse/v2 => ./third_party/go-fuse
