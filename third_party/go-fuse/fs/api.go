@@ -705,6 +705,32 @@ type FileReader interface {
 	Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno)
 }
 
+// FileFlagsReader is a FileReader that also gets the file's current
+// open flags (fuse.ReadIn.Flags). They can differ from the flags Open
+// got: fcntl(2) F_SETFL changes O_NONBLOCK (or O_APPEND, O_DIRECT) of an
+// open file, and the kernel passes the current flags with every read.
+// The bridge prefers it to FileReader.
+type FileFlagsReader interface {
+	ReadWithFlags(ctx context.Context, dest []byte, off int64, flags uint32) (fuse.ReadResult, syscall.Errno)
+}
+
+// NodePoller answers poll(2), select(2) and epoll for an open file: it
+// returns the poll(2) events (POLLIN, POLLOUT, ...) f is ready for now.
+// in.Events are the events the caller asks about (0 before protocol
+// 7.21: assume all). If in.Flags has fuse.FUSE_POLL_SCHEDULE_NOTIFY, a
+// caller waits: call Inode.NotifyPoll(in.Kh) once the answer changes
+// (a spurious call only costs another poll). Needs
+// fuse.MountOptions.EnablePoll; without NodePoller or FilePoller a file
+// is always ready (fuse.DEFAULT_POLLMASK).
+type NodePoller interface {
+	Poll(ctx context.Context, f FileHandle, in *fuse.PollIn) (revents uint32, errno syscall.Errno)
+}
+
+// See NodePoller.
+type FilePoller interface {
+	Poll(ctx context.Context, in *fuse.PollIn) (revents uint32, errno syscall.Errno)
+}
+
 // See NodeWriter.
 type FileWriter interface {
 	Write(ctx context.Context, data []byte, off int64) (written uint32, errno syscall.Errno)

@@ -909,12 +909,34 @@ func (b *rawBridge) Read(cancel <-chan struct{}, input *fuse.ReadIn, buf []byte)
 		res, errno := fops.Read(ctx, f.file, buf, int64(input.Offset))
 		return res, errnoToStatus(errno)
 	}
+	if fr, ok := f.file.(FileFlagsReader); ok {
+		res, errno := fr.ReadWithFlags(ctx, buf, int64(input.Offset), input.Flags)
+		return res, errnoToStatus(errno)
+	}
 	if fr, ok := f.file.(FileReader); ok {
 		res, errno := fr.Read(ctx, buf, int64(input.Offset))
 		return res, errnoToStatus(errno)
 	}
 
 	return nil, fuse.ENOTSUP
+}
+
+func (b *rawBridge) Poll(cancel <-chan struct{}, in *fuse.PollIn, out *fuse.PollOut) fuse.Status {
+	n, f := b.inode(in.NodeId, in.Fh)
+	ctx := &fuse.Context{Caller: in.Caller, Cancel: cancel}
+	var revents uint32
+	var errno syscall.Errno
+	if np, ok := n.ops.(NodePoller); ok {
+		revents, errno = np.Poll(ctx, f.file, in)
+	} else if fp, ok := f.file.(FilePoller); ok {
+		revents, errno = fp.Poll(ctx, in)
+	} else {
+		// Not ENOSYS: that would make the kernel stop polling every
+		// file of the mount.
+		revents = fuse.DEFAULT_POLLMASK
+	}
+	out.Revents = revents
+	return errnoToStatus(errno)
 }
 
 func (b *rawBridge) GetLk(cancel <-chan struct{}, input *fuse.LkIn, out *fuse.LkOut) fuse.Status {

@@ -739,6 +739,17 @@ func (n *Inode) NotifyEntry(name string) syscall.Errno {
 	return syscall.Errno(status)
 }
 
+// NotifyPoll wakes the poll(2), select(2) and epoll waiters of the open
+// file whose FUSE_POLL carried kernel handle kh (see NodePoller); the
+// kernel then polls the file again.
+func (n *Inode) NotifyPoll(kh uint64) syscall.Errno {
+	server, ok := n.bridge.server.(interface{ PollNotify(kh uint64) fuse.Status })
+	if !ok {
+		return syscall.ENOSYS
+	}
+	return syscall.Errno(server.PollNotify(kh))
+}
+
 // NotifyPrune instructs the kernel to forget the inodes passed as
 // argument. The kernel will issue FORGET requests as far as possible
 // in response.  If the receiver Inode must be forgotten too it must

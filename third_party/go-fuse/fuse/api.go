@@ -357,6 +357,17 @@ type MountOptions struct {
 	// DisableSplice, if set, disables splicing from files to the FUSE device.
 	DisableSplice bool
 
+	// EnablePoll passes FUSE_POLL to RawFileSystem.Poll, so that files
+	// can tell poll(2), select(2) and epoll when they are ready (and
+	// wake waiters with Server.PollNotify). Without it, WaitMount makes
+	// the kernel give up on FUSE_POLL for the mount (it answers one with
+	// ENOSYS): every file then always looks ready. That is the default
+	// because a Go program that opens files of its own mount could
+	// deadlock: the runtime registers every opened file with its epoll,
+	// and epoll_ctl sends FUSE_POLL to the program itself. With
+	// EnablePoll, the serving process must not open its own files.
+	EnablePoll bool
+
 	// PanicHandler is called if an FS routine panics. The handler
 	// should return a nonzero status. If not set, the default is
 	// to print a stack trace and return EIO.
@@ -477,6 +488,12 @@ type RawFileSystem interface {
 	Open(cancel <-chan struct{}, input *OpenIn, out *OpenOut) (status Status)
 	Read(cancel <-chan struct{}, input *ReadIn, buf []byte) (ReadResult, Status)
 	Lseek(cancel <-chan struct{}, in *LseekIn, out *LseekOut) Status
+
+	// Poll answers poll(2), select(2) and epoll for an open file
+	// (FUSE_POLL, see PollIn). ENOSYS makes the kernel report every
+	// file of the mount ready from then on (and stop asking). Called
+	// only with MountOptions.EnablePoll.
+	Poll(cancel <-chan struct{}, in *PollIn, out *PollOut) Status
 
 	// File locking
 	GetLk(cancel <-chan struct{}, input *LkIn, out *LkOut) (code Status)

@@ -25,6 +25,11 @@ const (
 
 	FUSE_POLL_SCHEDULE_NOTIFY = (1 << 0)
 
+	// DEFAULT_POLLMASK is what the kernel reports for a file that does
+	// not support poll: ready to read and to write (POLLIN | POLLOUT |
+	// POLLRDNORM | POLLWRNORM; the FUSE protocol uses Linux's values).
+	DEFAULT_POLLMASK = 0x1 | 0x4 | 0x40 | 0x100
+
 	CUSE_INIT_INFO_MAX = 4096
 
 	S_IFDIR = syscall.S_IFDIR

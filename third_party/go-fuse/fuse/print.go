@@ -385,8 +385,8 @@ func (o *LseekOut) string() string {
 	return fmt.Sprintf("{%d}", o.Offset)
 }
 
-func (p *_PollIn) string() string {
-	return fmt.Sprintf("Fh %d Kh %d Flags 0x%x", p.Fh, p.Kh, p.Flags)
+func (p *PollIn) string() string {
+	return fmt.Sprintf("Fh %d Kh %d Flags 0x%x Events 0x%x", p.Fh, p.Kh, p.Flags, p.Events)
 }
 
 // Print pretty prints FUSE data types for kernel communication

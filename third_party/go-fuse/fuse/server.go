@@ -582,6 +582,7 @@ func newNotifyRequest(opcode uint32) *request {
 			_OP_NOTIFY_RETRIEVE_CACHE: NOTIFY_RETRIEVE_CACHE,
 			_OP_NOTIFY_DELETE:         NOTIFY_DELETE,
 			_OP_NOTIFY_PRUNE:          NOTIFY_PRUNE,
+			_OP_NOTIFY_POLL:           NOTIFY_POLL,
 		}[opcode],
 	}
 	r.inHeader().Opcode = opcode
@@ -804,6 +805,18 @@ func (ms *protocolServer) EntryNotify(parent uint64, name string) Status {
 	return ms.notifyWrite(req)
 }
 
+// PollNotify wakes the poll(2), select(2) and epoll waiters of the open
+// file that the kernel identifies by kh (PollIn.Kh of a FUSE_POLL that
+// had FUSE_POLL_SCHEDULE_NOTIFY in its Flags). The kernel then sends
+// FUSE_POLL again to learn the file's new state. A kh the kernel no
+// longer knows (the file was closed) is ignored. It needs
+// MountOptions.EnablePoll.
+func (ms *protocolServer) PollNotify(kh uint64) Status {
+	req := newNotifyRequest(_OP_NOTIFY_POLL)
+	(*NotifyPollWakeupOut)(req.outData()).Kh = kh
+	return ms.notifyWrite(req)
+}
+
 // SupportsVersion returns true if the kernel supports the given
 // protocol version or newer.
 func (in *InitIn) SupportsVersion(maj, min uint32) bool {
@@ -814,6 +827,8 @@ func (in *InitIn) SupportsVersion(maj, min uint32) bool {
 // supported. Pass any of the NOTIFY_* types as argument.
 func (in *InitIn) SupportsNotify(notifyType int) bool {
 	switch notifyType {
+	case NOTIFY_POLL:
+		return in.SupportsVersion(7, 11)
 	case NOTIFY_INVAL_ENTRY:
 		return in.SupportsVersion(7, 12)
 	case NOTIFY_INVAL_INODE:
@@ -845,6 +860,9 @@ func (ms *Server) WaitMount() error {
 	if parseFuseFd(ms.mountPoint) >= 0 {
 		// Magic `/dev/fd/N` mountpoint. We don't know the real mountpoint, so
 		// we cannot run the poll hack.
+		return nil
+	}
+	if ms.opts.EnablePoll {
 		return nil
 	}
 	return pollHack(ms.mountPoint)

@@ -435,20 +435,29 @@ type IoctlOut struct {
 	OutIovs uint32
 }
 
-type _PollIn struct {
+// PollIn is the input of FUSE_POLL: poll(2), select(2) or epoll asks
+// which of Events (POLLIN, POLLOUT, ... as in poll(2); protocol 7.21 and
+// later, else 0) the file handle Fh is ready for. Kh identifies the open
+// file in the kernel: if Flags has FUSE_POLL_SCHEDULE_NOTIFY, a waiter
+// sleeps until the file system calls Server.PollNotify(Kh) (after which
+// the kernel polls again).
+type PollIn struct {
 	InHeader
-	Fh      uint64
-	Kh      uint64
-	Flags   uint32
-	Padding uint32
+	Fh     uint64
+	Kh     uint64
+	Flags  uint32
+	Events uint32
 }
 
-type _PollOut struct {
+// PollOut is the answer to FUSE_POLL: the poll(2) events the file is
+// ready for.
+type PollOut struct {
 	Revents uint32
 	Padding uint32
 }
 
-type _NotifyPollWakeupOut struct {
+// NotifyPollWakeupOut is the payload of NOTIFY_POLL.
+type NotifyPollWakeupOut struct {
 	Kh uint64
 }
 
