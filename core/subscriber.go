@@ -219,6 +219,53 @@ func (s *Subscriber) TryReceive() (m Message, ok bool, err error) {
 	return m, ok, err
 }
 
+// Ready reports whether a message is waiting for this subscriber (or an
+// error to report, or the subscriber is closed): whether Receive would
+// return without sleeping. It consumes nothing. A message that the
+// subscriber's filters (IDs, MaxMessageSize) then skip also counts, so
+// Receive may still sleep after Ready said true. It is what event loops
+// need to tell readable from not (the mount's poll).
+func (s *Subscriber) Ready() bool {
+	if s.isClosed() || len(s.errs) > 0 {
+		return true
+	}
+	for _, c := range *s.curs.Load() {
+		if c.accepts && c.pending() {
+			return true
+		}
+	}
+	return false
+}
+
+// pending reports whether c's publisher has a message c has not taken.
+func (c *cursor) pending() bool {
+	f := c.f
+	f.views.RLock() // the mapping stays while we look
+	defer f.views.RUnlock()
+	return !f.released && c.next.Load() <= f.mf.Head()
+}
+
+// Wait blocks until Ready, ctx is done (its error) or the subscriber is
+// closed (ErrClosed); it consumes nothing. Several goroutines may Wait and
+// Receive at once.
+func (s *Subscriber) Wait(ctx context.Context) error {
+	for {
+		if s.isClosed() {
+			return ErrClosed
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		seq := s.t.bell.Seq()
+		if s.Ready() {
+			return nil
+		}
+		if err := s.t.wait(ctx, s, seq); err != nil {
+			return err
+		}
+	}
+}
+
 // receive takes the next message, sleeping on the topic's bell while there
 // is none. own: fn keeps the payload (Receive), so it gets a fresh copy.
 func (s *Subscriber) receive(ctx context.Context, own bool, fn func(Header, []byte) error) error {
