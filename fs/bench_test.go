@@ -291,7 +291,7 @@ func BenchmarkWriteFS(b *testing.B) {
 			e := benchEnv(b)
 			d := testutil.StartChild(b, "coredrain", e.vars, "tput")
 			d.Expect(b, "ready", 10*time.Second)
-			e.waitSubscribersRemote("tput", 1)
+			e.waitSubscribers("tput", 1)
 			c := testutil.StartChild(b, "fswrite", e.vars, e.mp, "tput", strconv.Itoa(b.N), strconv.Itoa(size))
 			childResult(b, c, size)
 			d.Stop(b, 5*time.Second)
@@ -307,7 +307,7 @@ func BenchmarkWriteCore(b *testing.B) {
 			e := benchEnv(b)
 			d := testutil.StartChild(b, "coredrain", e.vars, "tput")
 			d.Expect(b, "ready", 10*time.Second)
-			e.waitSubscribersRemote("tput", 1)
+			e.waitSubscribers("tput", 1)
 			n := e.srv.fs.be.(coreBackend).n
 			pub, err := n.NewPublisher("tput", &core.PublisherOptions{AckTimeout: time.Second})
 			if err != nil {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -142,12 +143,14 @@ func mount(ctx context.Context, mountpoint string, o MountOptions, be backend) (
 			DirectMount:   os.Geteuid() == 0,
 			DisableXAttrs: true, // else the kernel asks for security xattrs before writes
 			DisableSplice: true, // our data is in memory: plain writev
+			EnablePoll:    true, // data and events answer poll (the daemon never opens its own files)
 		},
-		EntryTimeout: &entry,
-		AttrTimeout:  &entry,
-		UID:          o.uid,
-		GID:          o.gid,
-		Logger:       o.Logger,
+		RootStableAttr: &gofs.StableAttr{Ino: 1, Mode: syscall.S_IFDIR},
+		EntryTimeout:   &entry,
+		AttrTimeout:    &entry,
+		UID:            o.uid,
+		GID:            o.gid,
+		Logger:         o.Logger,
 	}
 	srv, err := fuse.NewServer(gofs.NewNodeFS(f.root, gopts), mp, &gopts.MountOptions)
 	if err != nil {

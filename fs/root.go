@@ -121,13 +121,13 @@ func (r *rootNode) Rmdir(ctx context.Context, name string) syscall.Errno {
 	}
 	f.mu.Unlock()
 	if t != nil {
-		t.close() // its lingering publisher and monitor
+		t.close() // its lingering publisher
 	}
 	return 0
 }
 
-// usedByOthers reports whether any entity other than t's own publisher and
-// monitor is registered for the topic.
+// usedByOthers reports whether any entity other than t's own publisher is
+// registered for the topic.
 func (f *filesystem) usedByOthers(name string, t *topic) bool {
 	ti, ok := f.be.Topic(name)
 	if !ok {
@@ -140,11 +140,6 @@ func (f *filesystem) usedByOthers(name string, t *topic) bool {
 			own[t.pub.ID()] = true
 		}
 		t.pubMu.Unlock()
-		t.mu.Lock()
-		if t.mon != nil {
-			own[t.monID] = true
-		}
-		t.mu.Unlock()
 	}
 	for _, e := range slices.Concat(ti.Publishers, ti.Subscribers) {
 		if !own[e.ID] {
