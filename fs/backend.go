@@ -63,6 +63,7 @@ type coreBackend struct {
 	n          *core.Node
 	ack        time.Duration // publishers' AckTimeout
 	maxMessage int           // publishers' MaxMessageSize
+	maxBuffer  int           // publishers' MaxBuffer
 }
 
 func (b coreBackend) Topics() []core.TopicInfo                   { return b.n.Topics() }
@@ -72,7 +73,7 @@ func (b coreBackend) Close() error                               { return b.n.Cl
 func (b coreBackend) config() core.Config                        { return b.n.Config() }
 
 func (b coreBackend) NewPublisher(topic, typ string) (publisher, error) {
-	p, err := b.n.NewPublisher(topic, &core.PublisherOptions{Type: typ, AckTimeout: b.ack, MaxMessageSize: b.maxMessage})
+	p, err := b.n.NewPublisher(topic, &core.PublisherOptions{Type: typ, AckTimeout: b.ack, MaxMessageSize: b.maxMessage, MaxBuffer: b.maxBuffer})
 	if err != nil {
 		return nil, err
 	}

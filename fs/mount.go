@@ -21,6 +21,11 @@ import (
 const (
 	DefaultLinger     = 10 * time.Second
 	DefaultAckTimeout = time.Second
+	// DefaultMaxBuffer bounds the data area of the mount's publishers:
+	// 16 MiB holds a whole window of 64 KiB messages, or 16 messages of
+	// 1 MiB in flight, so that large writes rarely wait for a reader's
+	// acknowledgement (core's default, 4 MiB, holds 3 of 1 MiB).
+	DefaultMaxBuffer = 16 << 20
 	// MaxWrite is the largest write(2) that arrives as one request, and so
 	// the largest message one write(2) to data publishes.
 	MaxWrite = 1 << 20
@@ -61,6 +66,10 @@ type MountOptions struct {
 	// MaxMessageSize bounds a message written through whole (default
 	// core.DefaultMaxMessageSize, 64 MiB).
 	MaxMessageSize int
+	// MaxBuffer bounds how far a memory file of the mount's publishers
+	// grows to hold a window of messages (default DefaultMaxBuffer; it
+	// grows only as the messages need).
+	MaxBuffer int
 
 	uid, gid uint32
 }
@@ -77,6 +86,9 @@ func (o MountOptions) withDefaults() MountOptions {
 	}
 	if o.MaxMessageSize <= 0 {
 		o.MaxMessageSize = core.DefaultMaxMessageSize
+	}
+	if o.MaxBuffer <= 0 {
+		o.MaxBuffer = DefaultMaxBuffer
 	}
 	o.uid, o.gid = uint32(os.Getuid()), uint32(os.Getgid())
 	return o
@@ -112,7 +124,7 @@ func Mount(ctx context.Context, mountpoint string, o MountOptions) (*Server, err
 	if err != nil {
 		return nil, fmt.Errorf("shmfs: mount %s: %w", mountpoint, err)
 	}
-	be := coreBackend{n: node, ack: max(o.AckTimeout, 0), maxMessage: o.MaxMessageSize}
+	be := coreBackend{n: node, ack: max(o.AckTimeout, 0), maxMessage: o.MaxMessageSize, maxBuffer: o.MaxBuffer}
 	s, err := mount(ctx, mountpoint, o, be)
 	if err != nil {
 		_ = node.Close()
