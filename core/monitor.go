@@ -55,7 +55,7 @@ type monitorFeed struct {
 // Close closes it too).
 func (n *Node) Monitor(topic string) (*Monitor, error) {
 	if err := registration.CheckTopic(topic); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidTopic, err)
+		return nil, invalidTopic(err)
 	}
 	m := &Monitor{node: n, topic: topic, feeds: map[uint64]*monitorFeed{}, refused: map[string]bool{}}
 	n.mu.Lock()

@@ -89,7 +89,7 @@ type SendOptions struct {
 // that already run are connected.
 func (n *Node) NewPublisher(topic string, o *PublisherOptions) (*Publisher, error) {
 	if err := registration.CheckTopic(topic); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidTopic, err)
+		return nil, invalidTopic(err)
 	}
 	opts, err := o.withDefaults()
 	if err != nil {

@@ -79,7 +79,7 @@ type SubscriberStats struct {
 // type is reported (ErrTypeMismatch) whenever one runs.
 func (n *Node) NewSubscriber(topic string, o *SubscriberOptions) (*Subscriber, error) {
 	if err := registration.CheckTopic(topic); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidTopic, err)
+		return nil, invalidTopic(err)
 	}
 	opts, err := o.withDefaults()
 	if err != nil {

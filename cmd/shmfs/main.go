@@ -66,6 +66,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, errorLine("", fmt.Errorf("%w: %w", errUsage, err)))
 		return exitUsage
 	}
+	if err := checkGiven(gfs); err != nil {
+		fmt.Fprintln(stderr, errorLine("", err))
+		return exitUsage
+	}
 	c.preDomain, _ = gfs.GetString("domain")
 	c.prePort, _ = gfs.GetInt("port")
 	rest := gfs.Args()

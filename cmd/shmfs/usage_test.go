@@ -32,6 +32,14 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"ls", "--domain", "_x"}, nil, `invalid domain "_x"`},
 		{[]string{"ls"}, []string{"SHMFS_PORT=abc"}, `SHMFS_PORT="abc" is not a port number`},
 		{[]string{"ls", "--port", "70000"}, nil, "--port 70000 out of range"},
+		// 0 and "" given explicitly are errors, as SHMFS_PORT=0 is.
+		{[]string{"pub", "--port", "0", "t", "m"}, nil, "shmfs: pub: --port 0 out of range (1..65535)"},
+		{[]string{"--port", "0", "ls"}, nil, "shmfs: --port 0 out of range (1..65535)"},
+		{[]string{"ls"}, []string{"SHMFS_PORT=0"}, `SHMFS_PORT="0" is not a port number`},
+		{[]string{"ls", "--domain", ""}, nil, `shmfs: ls: invalid domain ""`},
+		{[]string{"--domain=", "ls"}, nil, `shmfs: invalid domain ""`},
+		// Core's topic check, said once (no "registration: invalid: bad name").
+		{[]string{"sub", "."}, nil, `shmfs: sub: subscribe to ".": invalid topic name: topic "." is reserved (see 'shmfs sub --help')`},
 		{[]string{"ls", "extra"}, nil, "unexpected arguments"},
 		{[]string{"mount"}, nil, "shmfs: mount: missing MOUNTPOINT"},
 		{[]string{"mount", "--ecal-import", "x", "/tmp/m"}, nil, "shmfs: mount: --ecal-import needs --ecal"},
