@@ -43,17 +43,24 @@ var (
 )
 
 func (n *dataNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	n.fs.fileAttr(&out.Attr, 0o666)
+	n.fs.fileAttr(&out.Attr, 0o666, n.fs.lastPublish(n.topic))
+	out.SetTimeout(0) // mtime changes with every message
 	return 0
 }
 
 func (n *dataNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	return n.fs.setattr(in, out, 0o666)
+	if errno := n.fs.setattr(in, 0o666); errno != 0 {
+		return errno
+	}
+	n.fs.fileAttr(&out.Attr, 0o666, n.fs.lastPublish(n.topic))
+	out.SetTimeout(0)
+	return 0
 }
 
 // setattr accepts what shells and tools do to a stream file: truncation to
-// size 0 (O_TRUNC of `>`) and time updates (touch). Everything else fails.
-func (f *filesystem) setattr(in *fuse.SetAttrIn, out *fuse.AttrOut, perm uint32) syscall.Errno {
+// size 0 (O_TRUNC of `>`) and time updates (touch, which change nothing).
+// Everything else fails.
+func (f *filesystem) setattr(in *fuse.SetAttrIn, perm uint32) syscall.Errno {
 	if sz, ok := in.GetSize(); ok && sz != 0 {
 		return syscall.EINVAL
 	}
@@ -66,7 +73,6 @@ func (f *filesystem) setattr(in *fuse.SetAttrIn, out *fuse.AttrOut, perm uint32)
 	if _, ok := in.GetGID(); ok {
 		return syscall.EPERM
 	}
-	f.fileAttr(&out.Attr, perm)
 	return 0
 }
 

@@ -33,7 +33,7 @@ var (
 )
 
 func (n *eventsNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	n.fs.fileAttr(&out.Attr, 0o444)
+	n.fs.fileAttr(&out.Attr, 0o444, time.Time{})
 	return 0
 }
 

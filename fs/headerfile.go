@@ -30,7 +30,8 @@ var (
 )
 
 func (n *headerNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	n.fs.fileAttr(&out.Attr, 0o444)
+	n.fs.fileAttr(&out.Attr, 0o444, n.fs.lastPublish(n.topic))
+	out.SetTimeout(0) // mtime changes with every message
 	return 0
 }
 

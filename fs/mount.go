@@ -26,6 +26,8 @@ const (
 	// 1 MiB in flight, so that large writes rarely wait for a reader's
 	// acknowledgement (core's default, 4 MiB, holds 3 of 1 MiB).
 	DefaultMaxBuffer = 16 << 20
+	// DefaultUmask: others (and the group) may read, not publish.
+	DefaultUmask = 0o022
 	// MaxWrite is the largest write(2) that arrives as one request, and so
 	// the largest message one write(2) to data publishes.
 	MaxWrite = 1 << 20
@@ -46,8 +48,16 @@ type MountOptions struct {
 	// Config selects the domain and registration of the core Node.
 	Config core.Config
 	// AllowOther lets other users use the mount (non-root needs
-	// user_allow_other in /etc/fuse.conf).
+	// user_allow_other in /etc/fuse.conf). The kernel checks every access
+	// against the modes the files show (default_permissions), so the
+	// Umask decides what other users may do.
 	AllowOther bool
+	// Umask clears permission bits of the files and directories, whose
+	// full modes are: directories rwxrwxrwx, data rw-rw-rw-, whole
+	// -w--w--w-, header, events and .shmfs r--r--r--. nil means 022: only
+	// the mounting user (and root) publishes and declares topics, others
+	// read. 0 lets everyone publish.
+	Umask *uint32
 	// Debug logs every FUSE request.
 	Debug bool
 	// Logger receives diagnostics (default: standard error, "shmfs: ").
@@ -72,6 +82,7 @@ type MountOptions struct {
 	MaxBuffer int
 
 	uid, gid uint32
+	umask    uint32
 }
 
 func (o MountOptions) withDefaults() MountOptions {
@@ -91,6 +102,10 @@ func (o MountOptions) withDefaults() MountOptions {
 		o.MaxBuffer = DefaultMaxBuffer
 	}
 	o.uid, o.gid = uint32(os.Getuid()), uint32(os.Getgid())
+	o.umask = DefaultUmask
+	if o.Umask != nil {
+		o.umask = *o.Umask & 0o777
+	}
 	return o
 }
 
@@ -142,6 +157,9 @@ func mount(ctx context.Context, mountpoint string, o MountOptions, be backend) (
 	if err := prepareMountpoint(mp, o.Logger); err != nil {
 		return nil, err
 	}
+	if err := checkFUSE(mp, o.AllowOther); err != nil {
+		return nil, fmt.Errorf("shmfs: mount %s: %w", mp, err)
+	}
 	f := newFilesystem(be, o, o.Logger)
 	entry := time.Second
 	gopts := &gofs.Options{
@@ -156,6 +174,9 @@ func mount(ctx context.Context, mountpoint string, o MountOptions, be backend) (
 			DisableXAttrs: true, // else the kernel asks for security xattrs before writes
 			DisableSplice: true, // our data is in memory: plain writev
 			EnablePoll:    true, // data and events answer poll (the daemon never opens its own files)
+			// The kernel checks the modes shown: with allow_other, other
+			// users get what they show.
+			Options: []string{"default_permissions"},
 		},
 		RootStableAttr: &gofs.StableAttr{Ino: 1, Mode: syscall.S_IFDIR},
 		EntryTimeout:   &entry,

@@ -216,9 +216,11 @@ ready = set()
 while len(ready) < 2 and time.monotonic() - t < 30:
     ready |= set(select.select([x for x in (d, ev) if x not in ready], [], [], 60)[0])
 print("woke", len(ready) == 2 and time.monotonic() - t < 30, flush=True)
-for fd in (d, ev):
+for fd in (d, ev):  # events may hold lines first; then both end
     try:
-        print("read", len(os.read(fd, 100)), flush=True)
+        while os.read(fd, 4096):
+            pass
+        print("read 0", flush=True)
     except OSError as x:
         print("read error", x.strerror, flush=True)
 `, nil)

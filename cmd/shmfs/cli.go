@@ -223,6 +223,10 @@ func errLine(err error) string {
 
 // errorLine renders err as the one line printed for a failed command.
 func errorLine(cmd string, err error) string {
+	var rep reported
+	if errors.As(err, &rep) {
+		return string(rep) // a line formatted by the process that failed
+	}
 	msg := errLine(err)
 	if errors.Is(err, errUsage) {
 		msg = strings.TrimPrefix(msg, errUsage.Error()+": ")

@@ -32,7 +32,7 @@ var commands []*command
 func init() {
 	commands = []*command{
 		pubCommand, subCommand, lsCommand, infoCommand, hzCommand,
-		mountCommand, ecalCommand, cleanCommand, doctorCommand, versionCommand, helpCommand,
+		mountCommand, umountCommand, ecalCommand, cleanCommand, doctorCommand, versionCommand, helpCommand,
 	}
 }
 
