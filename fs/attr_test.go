@@ -111,4 +111,3 @@ print("touch", err(lambda: os.utime(M + "/t/data")))
 		}
 	})
 }
-

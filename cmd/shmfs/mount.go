@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -59,7 +60,8 @@ const readyFDEnv = "SHMFS_MOUNT_READY_FD"
 
 func runMount(c *cli, args []string) error {
 	fs := c.flags()
-	allowOther := fs.Bool("allow-other", false, "let other users use the mount (non-root: needs user_allow_other in /etc/fuse.conf); file modes are enforced")
+	allowOther := fs.Bool("allow-other", false, "let other users use the mount (non-root: needs user_allow_other in /etc/fuse.conf); the modes shown are enforced")
+	umask := fs.String("umask", "022", "permission bits cleared from every file and directory (octal): 022 lets only you publish and declare topics, others read; 0 lets everyone")
 	background := fs.BoolP("background", "b", false, "return once mounted and serve in a background process")
 	debug := fs.Bool("debug", false, "log every FUSE request on standard error")
 	ackTimeout := fs.Duration("ack-timeout", shmfs.DefaultAckTimeout, "how long a write through the mount (or a message imported from eCAL) waits for every subscriber to take the message; 0 = fire and forget (a fast writer may then overwrite messages a slow reader has not read)")
@@ -85,6 +87,10 @@ func runMount(c *cli, args []string) error {
 	if *ackTimeout < 0 {
 		return usageErrorf("--ack-timeout %v is negative (0 means fire and forget)", *ackTimeout)
 	}
+	um, err := strconv.ParseUint(*umask, 8, 32)
+	if err != nil || um > 0o777 {
+		return usageErrorf("--umask %q: want an octal mode 0..777, e.g. 022", *umask)
+	}
 	mp, err := filepath.Abs(fs.Arg(0))
 	if err != nil {
 		return err
@@ -93,7 +99,8 @@ func runMount(c *cli, args []string) error {
 	if *background && ready == nil {
 		return startBackground(c, mp)
 	}
-	err = serveMount(c, mp, ready, *allowOther, *debug, *ackTimeout, *withECAL, ef)
+	o := shmfs.MountOptions{Config: c.config(), AllowOther: *allowOther, Debug: *debug, Umask: ptr(uint32(um))}
+	err = serveMount(c, mp, ready, o, *ackTimeout, *withECAL, ef)
 	if ready != nil {
 		// Still unreported (a failure before the mount): the starter
 		// prints it.
@@ -103,7 +110,7 @@ func runMount(c *cli, args []string) error {
 }
 
 // serveMount mounts mp and serves it until stopped.
-func serveMount(c *cli, mp string, ready *readyPipe, allowOther, debug bool, ackTimeout time.Duration, withECAL bool, ef *ecalFlags) error {
+func serveMount(c *cli, mp string, ready *readyPipe, o shmfs.MountOptions, ackTimeout time.Duration, withECAL bool, ef *ecalFlags) error {
 	if err := shmfs.CheckOutsideMounts(mp); err != nil {
 		return mountError(mp, err)
 	}
@@ -114,10 +121,11 @@ func serveMount(c *cli, mp string, ready *readyPipe, allowOther, debug bool, ack
 			return fmt.Errorf("create mountpoint: %w", err)
 		}
 	}
-	ack := ackTimeout
-	if ack == 0 {
-		ack = -1 // MountOptions: negative means fire and forget
+	o.AckTimeout = ackTimeout
+	if o.AckTimeout == 0 {
+		o.AckTimeout = -1 // MountOptions: negative means fire and forget
 	}
+	o.Logger = log.New(c.stderr, "shmfs: mount: ", 0)
 	var gw *ecal.Gateway
 	if withECAL {
 		cfg, err := ef.config(c, c.stderr, ackTimeout)
@@ -131,10 +139,7 @@ func serveMount(c *cli, mp string, ready *readyPipe, allowOther, debug bool, ack
 	}
 	ctx, stop := signalContext()
 	defer stop()
-	srv, err := shmfs.Mount(ctx, mp, shmfs.MountOptions{
-		Config: c.config(), AllowOther: allowOther, Debug: debug, AckTimeout: ack,
-		Logger: log.New(c.stderr, "shmfs: mount: ", 0),
-	})
+	srv, err := shmfs.Mount(ctx, mp, o)
 	if err != nil {
 		return mountError(mp, err)
 	}
@@ -256,6 +261,8 @@ func startBackground(c *cli, mp string) error {
 	fmt.Fprintf(c.stderr, "shmfs: mounted domain %q on %s, served in the background by pid %d; stop: %s\n", c.domain, mp, pid, stopHint(mp))
 	return nil
 }
+
+func ptr[T any](v T) *T { return &v }
 
 // reported is an error whose one line the server process already formatted.
 type reported string

@@ -43,6 +43,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"ls", "extra"}, nil, "unexpected arguments"},
 		{[]string{"mount"}, nil, "shmfs: mount: missing MOUNTPOINT"},
 		{[]string{"mount", "--ecal-import", "x", "/tmp/m"}, nil, "shmfs: mount: --ecal-import needs --ecal"},
+		{[]string{"mount", "--umask", "9", "/tmp/m"}, nil, `shmfs: mount: --umask "9": want an octal mode 0..777`},
+		{[]string{"umount"}, nil, "shmfs: umount: want one MOUNTPOINT, got 0 arguments"},
 		{[]string{"ecal", "--import", "[x"}, nil, `shmfs: ecal: --import: pattern "[x": syntax error in pattern`},
 		{[]string{"ecal", "--ecal-port", "0"}, nil, "--ecal-port 0 out of range"},
 		{[]string{"ecal", "--ecal-buffers", "0"}, nil, "--ecal-buffers 0 out of range (1..64)"},
