@@ -3,7 +3,9 @@ package core
 import (
 	"errors"
 	"fmt"
+	"strings"
 
+	"github.com/shmfs/shmfs/core/registration"
 	"github.com/shmfs/shmfs/internal/shm"
 )
 
@@ -74,3 +76,20 @@ func shmError(what string, err error) error {
 	}
 	return fmt.Errorf("%w: %s: %w", s, what, err)
 }
+
+// invalidTopic wraps a failed topic-name check as ErrInvalidTopic with one
+// message ("shmfs: invalid topic name: topic "." is reserved") instead of
+// the texts of both sentinels in a row; errors.Is finds both.
+func invalidTopic(err error) error { return &topicError{err: err} }
+
+type topicError struct{ err error }
+
+func (e *topicError) Error() string {
+	msg := e.err.Error()
+	for _, s := range []error{registration.ErrBadName, registration.ErrTooLarge} {
+		msg = strings.TrimPrefix(msg, s.Error()+": ")
+	}
+	return ErrInvalidTopic.Error() + ": " + msg
+}
+
+func (e *topicError) Unwrap() []error { return []error{ErrInvalidTopic, e.err} }

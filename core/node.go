@@ -34,7 +34,9 @@ type Node struct {
 	// readers are this process's subscriber sides, by topic: one per topic
 	// with subscribers.
 	readers map[string]*topicReader
-	closed  bool
+	// monitors are the open Monitors, closed with the node.
+	monitors map[*Monitor]struct{}
+	closed   bool
 }
 
 var (
@@ -65,9 +67,10 @@ func OpenNode(cfg Config) (*Node, error) {
 	}
 	n := &Node{
 		key: key, refs: 1,
-		stop:    make(chan struct{}),
-		pubs:    map[uint64]*Publisher{},
-		readers: map[string]*topicReader{},
+		stop:     make(chan struct{}),
+		pubs:     map[uint64]*Publisher{},
+		readers:  map[string]*topicReader{},
+		monitors: map[*Monitor]struct{}{},
 	}
 	rc.BeforeAnnounce = n.announceCounters
 	agent, err := registration.NewAgent(rc)
@@ -148,12 +151,19 @@ func (n *Node) Close() error {
 	for _, t := range n.readers {
 		subs = append(subs, *t.subList.Load()...)
 	}
+	mons := make([]*Monitor, 0, len(n.monitors))
+	for m := range n.monitors {
+		mons = append(mons, m)
+	}
 	n.mu.Unlock()
 	for _, p := range pubs {
 		_ = p.close()
 	}
 	for _, s := range subs {
 		s.close()
+	}
+	for _, m := range mons {
+		_ = m.Close()
 	}
 	close(n.stop)
 	n.wg.Wait()
@@ -273,14 +283,20 @@ func (n *Node) reconcile(topic string) {
 		}
 	}
 	if t != nil {
-		want := map[uint64]registration.Entity{}
-		for _, e := range n.agent.Topic(topic) {
-			if e.Kind == registration.KindPublisher && e.Local && len(e.MemFiles) > 0 {
-				want[e.ID] = e
-			}
-		}
-		t.sync(want)
+		t.sync(n.localPublishers(topic))
 	}
+}
+
+// localPublishers returns the publishers of topic on this machine with a
+// memory file, by entity id, as registration knows them.
+func (n *Node) localPublishers(topic string) map[uint64]registration.Entity {
+	want := map[uint64]registration.Entity{}
+	for _, e := range n.agent.Topic(topic) {
+		if e.Kind == registration.KindPublisher && e.Local && len(e.MemFiles) > 0 {
+			want[e.ID] = e
+		}
+	}
+	return want
 }
 
 func (n *Node) addPublisher(p *Publisher) error {

@@ -93,7 +93,7 @@ type SendOptions struct {
 // that already run are connected.
 func (n *Node) NewPublisher(topic string, o *PublisherOptions) (*Publisher, error) {
 	if err := registration.CheckTopic(topic); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidTopic, err)
+		return nil, invalidTopic(err)
 	}
 	opts, err := o.withDefaults()
 	if err != nil {
@@ -376,6 +376,37 @@ func (p *Publisher) Flush(ctx context.Context) error {
 		return p.awaitAcks(ctx, c, c, p.activeProcs())
 	}
 	return nil
+}
+
+// WouldWait reports whether a Send now would wait (ack mode): some
+// subscriber process that is neither lagging nor detached has not yet
+// acknowledged what the window needs before the next message, or another
+// Send is in progress. It assumes a message small enough for the window
+// (a large one may also wait for data-area space). False without ack mode
+// and after Close (Send then fails at once). Event loops use it to tell
+// writable from not (the mount's poll).
+func (p *Publisher) WouldWait() bool {
+	if p.opts.AckTimeout <= 0 || p.closed.Load() {
+		return false
+	}
+	if !p.sendMu.TryLock() {
+		return true
+	}
+	defer p.sendMu.Unlock()
+	next, w := p.w.Clock()+1, uint64(p.opts.Window)
+	if next < w {
+		return false
+	}
+	need := next - w + 1 // what Send must see acknowledged after writing next
+	for _, sp := range p.activeProcs() {
+		if sp.lagging && sp.acked() < sp.catchUp {
+			continue
+		}
+		if sp.attached() && sp.acked() < need {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *Publisher) activeProcs() []*subProc {

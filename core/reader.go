@@ -349,33 +349,48 @@ func (t *topicReader) announceLocked() {
 
 // openFeed opens and verifies publisher e's memory file.
 func (t *topicReader) openFeed(e registration.Entity) (*feed, error) {
+	mf, err := openPublisherFile(e, t.topic)
+	if err != nil {
+		return nil, err
+	}
+	who := proc.Identity{PID: e.PID, StartTime: e.StartTime}
+	f := &feed{t: t, info: entityInfo(e), mf: mf, l: link{bell: t.bell, peer: who}, slots: uint64(mf.Slots())}
+	f.curs.Store(&[]*cursor{})
+	return f, nil
+}
+
+// openPublisherFile opens publisher e's memory file read-only and verifies
+// it against the announcement (docs/protocol.md, "Registration"): the
+// file's owner may be read from here and it is not world-writable (memfile),
+// its creator is the announced process (instance, pid, start time), alive,
+// and its header names the announced publisher and topic. Subscribers and
+// monitors connect only through it.
+func openPublisherFile(e registration.Entity, topic string) (*memfile.File, error) {
 	name := e.MemFiles[0]
 	who := proc.Identity{PID: e.PID, StartTime: e.StartTime}
 	owner, err := proc.UID(int(e.PID))
 	if err != nil {
-		return nil, fmt.Errorf("%w: publisher %016x of topic %q: %v", ErrUnverified, e.ID, t.topic, err)
+		return nil, fmt.Errorf("%w: publisher %016x of topic %q: %v", ErrUnverified, e.ID, topic, err)
 	}
 	mf, err := memfile.Open(name, memfile.OpenOptions{ReadOnly: true, Owner: owner})
 	if err != nil {
 		if errors.Is(err, memfile.ErrPermission) {
-			return nil, fmt.Errorf("%w: topic %q: cannot read publisher pid %d's memory file: %w", ErrPermission, t.topic, e.PID, err)
+			return nil, fmt.Errorf("%w: topic %q: cannot read publisher pid %d's memory file: %w", ErrPermission, topic, e.PID, err)
 		}
-		return nil, shmError(fmt.Sprintf("topic %q: open publisher pid %d's memory file", t.topic, e.PID), err)
+		return nil, shmError(fmt.Sprintf("topic %q: open publisher pid %d's memory file", topic, e.PID), err)
 	}
-	fail := func(err error) (*feed, error) { mf.Close(); return nil, err }
+	fail := func(err error) (*memfile.File, error) { mf.Close(); return nil, err }
 	if err := checkCreator(mf.Creator(), e.Instance, who); err != nil {
-		return fail(fmt.Errorf("topic %q: memory file %s: %w", t.topic, name, err))
+		return fail(fmt.Errorf("topic %q: memory file %s: %w", topic, name, err))
 	}
-	if mf.Publisher() != e.ID || mf.Topic() != t.topic {
+	if mf.Publisher() != e.ID || mf.Topic() != topic {
 		return fail(fmt.Errorf("%w: memory file %s belongs to publisher %016x of topic %q, registration announced publisher %016x of topic %q",
-			ErrUnverified, name, mf.Publisher(), mf.Topic(), e.ID, t.topic))
+			ErrUnverified, name, mf.Publisher(), mf.Topic(), e.ID, topic))
 	}
 	if mf.Closed() {
-		return fail(fmt.Errorf("%w: topic %q: publisher %016x closed", ErrClosed, t.topic, e.ID))
+		return fail(fmt.Errorf("%w: topic %q: publisher %016x closed", ErrClosed, topic, e.ID))
 	}
-	f := &feed{t: t, info: entityInfo(e), mf: mf, l: link{bell: t.bell, peer: who}, slots: uint64(mf.Slots())}
-	f.curs.Store(&[]*cursor{})
-	return f, nil
+	return mf, nil
 }
 
 // createAck creates this process's ack event for a publisher's memory file.

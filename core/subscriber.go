@@ -79,7 +79,7 @@ type SubscriberStats struct {
 // type is reported (ErrTypeMismatch) whenever one runs.
 func (n *Node) NewSubscriber(topic string, o *SubscriberOptions) (*Subscriber, error) {
 	if err := registration.CheckTopic(topic); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidTopic, err)
+		return nil, invalidTopic(err)
 	}
 	opts, err := o.withDefaults()
 	if err != nil {
@@ -217,6 +217,53 @@ func (s *Subscriber) TryReceive() (m Message, ok bool, err error) {
 		return nil
 	})
 	return m, ok, err
+}
+
+// Ready reports whether a message is waiting for this subscriber (or an
+// error to report, or the subscriber is closed): whether Receive would
+// return without sleeping. It consumes nothing. A message that the
+// subscriber's filters (IDs, MaxMessageSize) then skip also counts, so
+// Receive may still sleep after Ready said true. It is what event loops
+// need to tell readable from not (the mount's poll).
+func (s *Subscriber) Ready() bool {
+	if s.isClosed() || len(s.errs) > 0 {
+		return true
+	}
+	for _, c := range *s.curs.Load() {
+		if c.accepts && c.pending() {
+			return true
+		}
+	}
+	return false
+}
+
+// pending reports whether c's publisher has a message c has not taken.
+func (c *cursor) pending() bool {
+	f := c.f
+	f.views.RLock() // the mapping stays while we look
+	defer f.views.RUnlock()
+	return !f.released && c.next.Load() <= f.mf.Head()
+}
+
+// Wait blocks until Ready, ctx is done (its error) or the subscriber is
+// closed (ErrClosed); it consumes nothing. Several goroutines may Wait and
+// Receive at once.
+func (s *Subscriber) Wait(ctx context.Context) error {
+	for {
+		if s.isClosed() {
+			return ErrClosed
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		seq := s.t.bell.Seq()
+		if s.Ready() {
+			return nil
+		}
+		if err := s.t.wait(ctx, s, seq); err != nil {
+			return err
+		}
+	}
 }
 
 // receive takes the next message, sleeping on the topic's bell while there

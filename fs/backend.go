@@ -16,17 +16,18 @@ type backend interface {
 	Watch(buffer int) (<-chan core.Change, func())
 	NewPublisher(topic, typ string) (publisher, error)
 	NewSubscriber(topic string, o subOptions) (subscriber, error)
+	NewMonitor(topic string) (monitor, error)
 	Close() error
 	config() core.Config
 }
 
 type subOptions struct {
-	zeroCopy bool
-	onlyNew  bool // skip the message already in shared memory
+	onlyNew bool // skip the message already in shared memory
 }
 
 type publisher interface {
 	Send(ctx context.Context, data []byte) error
+	WouldWait() bool
 	Stats() core.PublisherStats
 	ID() uint64
 	Close() error
@@ -35,16 +36,25 @@ type publisher interface {
 type subscriber interface {
 	Receive(ctx context.Context) (core.Message, error)
 	TryReceive() (core.Message, bool, error)
-	ReceiveFunc(ctx context.Context, fn func(h core.Header, view []byte) error) error
+	Ready() bool
+	Wait(ctx context.Context) error
 	Release(m core.Message)
 	Stats() core.SubscriberStats
 	ID() uint64
 	Close() error
 }
 
+// monitor watches a topic's messages without subscribing (core.Monitor).
+type monitor interface {
+	Latest() (core.Header, bool)
+	Follow(fn func(core.Header)) int
+	Close() error
+}
+
 var (
 	_ publisher  = (*core.Publisher)(nil)
 	_ subscriber = (*core.Subscriber)(nil)
+	_ monitor    = (*core.Monitor)(nil)
 	_ backend    = coreBackend{}
 )
 
@@ -53,6 +63,7 @@ type coreBackend struct {
 	n          *core.Node
 	ack        time.Duration // publishers' AckTimeout
 	maxMessage int           // publishers' MaxMessageSize
+	maxBuffer  int           // publishers' MaxBuffer
 }
 
 func (b coreBackend) Topics() []core.TopicInfo                   { return b.n.Topics() }
@@ -62,7 +73,7 @@ func (b coreBackend) Close() error                               { return b.n.Cl
 func (b coreBackend) config() core.Config                        { return b.n.Config() }
 
 func (b coreBackend) NewPublisher(topic, typ string) (publisher, error) {
-	p, err := b.n.NewPublisher(topic, &core.PublisherOptions{Type: typ, AckTimeout: b.ack, MaxMessageSize: b.maxMessage})
+	p, err := b.n.NewPublisher(topic, &core.PublisherOptions{Type: typ, AckTimeout: b.ack, MaxMessageSize: b.maxMessage, MaxBuffer: b.maxBuffer})
 	if err != nil {
 		return nil, err
 	}
@@ -70,9 +81,17 @@ func (b coreBackend) NewPublisher(topic, typ string) (publisher, error) {
 }
 
 func (b coreBackend) NewSubscriber(topic string, o subOptions) (subscriber, error) {
-	s, err := b.n.NewSubscriber(topic, &core.SubscriberOptions{ZeroCopy: o.zeroCopy, OnlyNew: o.onlyNew})
+	s, err := b.n.NewSubscriber(topic, &core.SubscriberOptions{OnlyNew: o.onlyNew})
 	if err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+func (b coreBackend) NewMonitor(topic string) (monitor, error) {
+	m, err := b.n.Monitor(topic)
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
 }

@@ -27,12 +27,13 @@ type eventsNode struct {
 var (
 	_ = (gofs.NodeOpener)((*eventsNode)(nil))
 	_ = (gofs.NodeGetattrer)((*eventsNode)(nil))
-	_ = (gofs.FileReader)((*eventsHandle)(nil))
+	_ = (gofs.FileFlagsReader)((*eventsHandle)(nil))
+	_ = (gofs.FilePoller)((*eventsHandle)(nil))
 	_ = (gofs.FileReleaser)((*eventsHandle)(nil))
 )
 
 func (n *eventsNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	n.fs.fileAttr(&out.Attr, 0o444)
+	n.fs.fileAttr(&out.Attr, 0o444, time.Time{})
 	return 0
 }
 
@@ -44,31 +45,24 @@ func (n *eventsNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, u
 	if !ok {
 		return nil, 0, syscall.ENODEV
 	}
-	h := &eventsHandle{t: t, wake: make(chan struct{}, 1), lock: make(chan struct{}, 1), nonblock: flags&syscall.O_NONBLOCK != 0}
+	h := &eventsHandle{t: t, wake: make(chan struct{}, 1), lock: make(chan struct{}, 1)}
+	h.poll.init(n.fs, n.EmbeddedInode())
 	if !n.fs.addHandle(h) {
 		n.fs.release(t)
 		return nil, 0, syscall.ENODEV
 	}
-	t.mu.Lock()
-	closed := t.closed
-	if !closed {
-		t.events[h] = struct{}{}
-	}
-	t.mu.Unlock()
-	if closed {
-		h.mu.Lock() // h.closed is guarded by h.mu, as in shutdown
-		h.closed = true
-		h.mu.Unlock()
+	if !t.addEvents(h) {
+		h.shutdown() // the topic closed meanwhile: end of file
 	}
 	return h, fuse.FOPEN_DIRECT_IO | fuse.FOPEN_NONSEEKABLE | fuse.FOPEN_STREAM, 0
 }
 
 // eventsHandle is one open events file: its own queue of lines.
 type eventsHandle struct {
-	t        *topic
-	wake     chan struct{} // signalled when lines arrive or on shutdown
-	lock     chan struct{} // one reader at a time, interruptible
-	nonblock bool          // O_NONBLOCK given to open(2) (see dataHandle.Read)
+	t    *topic
+	wake chan struct{} // signalled when lines arrive or on shutdown
+	lock chan struct{} // one reader at a time, interruptible
+	poll poller        // notified by push and shutdown themselves
 
 	mu     sync.Mutex
 	buf    []byte
@@ -96,6 +90,7 @@ func (h *eventsHandle) push(line string) {
 	case h.wake <- struct{}{}:
 	default:
 	}
+	h.poll.changed()
 }
 
 func (h *eventsHandle) shutdown() {
@@ -106,11 +101,30 @@ func (h *eventsHandle) shutdown() {
 	case h.wake <- struct{}{}:
 	default:
 	}
+	h.poll.shutdown()
 }
 
-// Read returns buffered lines (a line may continue in the next read) and
-// blocks while there are none. It returns EOF after shutdown.
-func (h *eventsHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+// Poll: readable when lines are buffered, or at end of file (shutdown).
+// push and shutdown wake a waiter themselves.
+func (h *eventsHandle) Poll(ctx context.Context, in *fuse.PollIn) (uint32, syscall.Errno) {
+	h.mu.Lock()
+	var ready uint32
+	if len(h.buf) > 0 {
+		ready = pollIn
+	}
+	if h.closed {
+		ready = pollIn | pollHup
+	}
+	// Armed under h.mu: a push after the look above notifies.
+	h.poll.arm(nil, in, ready, pollIn)
+	h.mu.Unlock()
+	return ready, 0
+}
+
+// ReadWithFlags returns buffered lines (a line may continue in the next
+// read) and blocks while there are none, unless the file's flags now have
+// O_NONBLOCK (EAGAIN). It returns EOF after shutdown.
+func (h *eventsHandle) ReadWithFlags(ctx context.Context, dest []byte, off int64, flags uint32) (fuse.ReadResult, syscall.Errno) {
 	select {
 	case h.lock <- struct{}{}:
 		defer func() { <-h.lock }()
@@ -133,7 +147,7 @@ func (h *eventsHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.R
 		if closed {
 			return fuse.ReadResultData(nil), 0
 		}
-		if h.nonblock {
+		if flags&syscall.O_NONBLOCK != 0 {
 			return nil, syscall.EAGAIN
 		}
 		select {
@@ -147,9 +161,7 @@ func (h *eventsHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.R
 func (h *eventsHandle) Release(ctx context.Context) syscall.Errno {
 	h.shutdown()
 	t := h.t
-	t.mu.Lock()
-	delete(t.events, h)
-	t.mu.Unlock()
+	t.removeEvents(h)
 	t.fs.removeHandle(h)
 	t.fs.release(t)
 	return 0

@@ -17,13 +17,14 @@ type fakeBroker struct {
 	nextID   uint64
 	pubs     map[uint64]*fakePub
 	subs     map[uint64]*fakeSub
+	mons     map[*fakeMonitor]struct{}
 	watchers map[chan core.Change]struct{}
 }
 
 var _ backend = (*fakeBroker)(nil)
 
 func newFakeBroker() *fakeBroker {
-	return &fakeBroker{pubs: map[uint64]*fakePub{}, subs: map[uint64]*fakeSub{}, watchers: map[chan core.Change]struct{}{}}
+	return &fakeBroker{pubs: map[uint64]*fakePub{}, subs: map[uint64]*fakeSub{}, mons: map[*fakeMonitor]struct{}{}, watchers: map[chan core.Change]struct{}{}}
 }
 
 func (b *fakeBroker) config() core.Config { return core.Config{Domain: "fake"} }
@@ -113,11 +114,73 @@ func (b *fakeBroker) NewSubscriber(topic string, o subOptions) (subscriber, erro
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.nextID++
-	s := &fakeSub{b: b, id: b.nextID, topic: topic, max: fakeQueueSize, zeroCopy: o.zeroCopy,
+	s := &fakeSub{b: b, id: b.nextID, topic: topic, max: fakeQueueSize,
 		wake: make(chan struct{}, 1), space: make(chan struct{}, 1), closed: make(chan struct{})}
 	b.subs[s.id] = s
 	b.notifyLocked(core.Added, s.info())
 	return s, nil
+}
+
+// NewMonitor returns a monitor that sees every message sent from now on
+// (up to a window of them between two looks) and is no subscriber.
+func (b *fakeBroker) NewMonitor(topic string) (monitor, error) {
+	if topic == "" {
+		return nil, core.ErrInvalidTopic
+	}
+	m := &fakeMonitor{b: b, topic: topic}
+	b.mu.Lock()
+	b.mons[m] = struct{}{}
+	b.mu.Unlock()
+	return m, nil
+}
+
+type fakeMonitor struct {
+	b     *fakeBroker
+	topic string
+
+	mu      sync.Mutex
+	queue   []core.Header // since the last Follow, at most fakeQueueSize
+	dropped uint64
+	last    core.Header
+	hasLast bool
+}
+
+func (m *fakeMonitor) observe(h core.Header) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.last, m.hasLast = h, true
+	if len(m.queue) == fakeQueueSize {
+		m.queue = m.queue[1:]
+		m.dropped++
+	}
+	m.queue = append(m.queue, h)
+}
+
+func (m *fakeMonitor) Latest() (core.Header, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.last, m.hasLast
+}
+
+func (m *fakeMonitor) Follow(fn func(core.Header)) int {
+	m.mu.Lock()
+	q, dropped := m.queue, m.dropped
+	m.queue, m.dropped = nil, 0
+	m.mu.Unlock()
+	for i, h := range q {
+		if i == 0 {
+			h.Dropped += dropped
+		}
+		fn(h)
+	}
+	return len(q)
+}
+
+func (m *fakeMonitor) Close() error {
+	m.b.mu.Lock()
+	delete(m.b.mons, m)
+	m.b.mu.Unlock()
+	return nil
 }
 
 // subscriber returns a subscriber for tests to read what the mount published.
@@ -151,8 +214,7 @@ func (p *fakePub) Stats() core.PublisherStats {
 }
 
 // Send delivers to every subscriber of the topic. Like core's ack mode it
-// waits (up to a second) for room in a full copy queue; a zero-copy
-// subscriber keeps only the newest messages.
+// waits (up to a second) for room in a full copy queue.
 func (p *fakePub) Send(ctx context.Context, data []byte) error {
 	p.b.mu.Lock()
 	if p.b.pubs[p.id] == nil {
@@ -167,11 +229,32 @@ func (p *fakePub) Send(ctx context.Context, data []byte) error {
 			subs = append(subs, s)
 		}
 	}
+	var mons []*fakeMonitor
+	for m := range p.b.mons {
+		if m.topic == p.topic {
+			mons = append(mons, m)
+		}
+	}
 	p.b.mu.Unlock()
+	for _, m := range mons {
+		m.observe(h)
+	}
 	for _, s := range subs {
 		s.push(ctx, core.Message{Header: h, Data: append([]byte(nil), data...)})
 	}
 	return nil
+}
+
+// WouldWait: the fake's Send waits only for a full copy queue.
+func (p *fakePub) WouldWait() bool {
+	p.b.mu.Lock()
+	defer p.b.mu.Unlock()
+	for _, s := range p.b.subs {
+		if s.topic == p.topic && s.full() {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *fakePub) Close() error {
@@ -186,14 +269,13 @@ func (p *fakePub) Close() error {
 }
 
 type fakeSub struct {
-	b        *fakeBroker
-	id       uint64
-	topic    string
-	max      int
-	zeroCopy bool
-	wake     chan struct{}
-	space    chan struct{}
-	closed   chan struct{}
+	b      *fakeBroker
+	id     uint64
+	topic  string
+	max    int
+	wake   chan struct{} // a message arrived (or it closed); one waiter
+	space  chan struct{}
+	closed chan struct{}
 
 	mu      sync.Mutex
 	q       []core.Message
@@ -208,7 +290,7 @@ func (s *fakeSub) info() core.EntityInfo {
 func (s *fakeSub) push(ctx context.Context, m core.Message) {
 	deadline := time.After(time.Second)
 	s.mu.Lock()
-	for len(s.q) >= s.max && !s.zeroCopy {
+	for len(s.q) >= s.max {
 		s.mu.Unlock()
 		timedOut := false
 		select {
@@ -238,6 +320,41 @@ func (s *fakeSub) push(ctx context.Context, m core.Message) {
 }
 
 func (s *fakeSub) ID() uint64 { return s.id }
+
+func (s *fakeSub) full() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.q) >= s.max
+}
+
+// Ready: a message is queued, or it closed.
+func (s *fakeSub) Ready() bool {
+	select {
+	case <-s.closed:
+		return true
+	default:
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.q) > 0
+}
+
+// Wait polls: the fake's wake channel has one consumer (Receive).
+func (s *fakeSub) Wait(ctx context.Context) error {
+	for !s.Ready() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+	select {
+	case <-s.closed:
+		return core.ErrClosed
+	default:
+		return nil
+	}
+}
 
 func (s *fakeSub) Release(core.Message) {}
 

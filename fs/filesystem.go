@@ -87,7 +87,7 @@ func (f *filesystem) namesLocked() []string {
 }
 
 // acquire returns the state of topic name with one more reference, creating
-// it (and starting its monitor) if needed. It fails once shutdown began.
+// it (and its monitor) if needed. It fails once shutdown began.
 func (f *filesystem) acquire(name string) (*topic, bool) {
 	f.mu.Lock()
 	if f.closing {
@@ -101,7 +101,6 @@ func (f *filesystem) acquire(name string) (*topic, bool) {
 	}
 	t.refs++
 	f.mu.Unlock()
-	t.startMonitor()
 	return t, true
 }
 

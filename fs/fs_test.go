@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shmfs/shmfs/core"
 	"github.com/shmfs/shmfs/internal/testutil"
 )
 
@@ -248,7 +249,7 @@ func TestStoppedCatHurtsOnlyItself(t *testing.T) {
 	stopped.Signal(syscall.SIGSTOP)
 	defer stopped.Signal(syscall.SIGCONT)
 	testutil.WaitStopped(t, stopped.PID(), 5*time.Second)
-	const n = 2500 // more than the window of 1024
+	n := 2*core.DefaultWindow + 500 // more than the window
 	e.sh(`for i in $(seq `+strconv.Itoa(n)+`); do echo $i; done > "$M/stall/data"`, 60*time.Second)
 	for i := 1; i <= n; i++ {
 		if l := healthy.Line(t, 10*time.Second); l != strconv.Itoa(i) {
@@ -257,4 +258,44 @@ func TestStoppedCatHurtsOnlyItself(t *testing.T) {
 	}
 	stopped.Signal(syscall.SIGCONT)
 	stopped.Expect(t, strconv.Itoa(n), 10*time.Second)
+}
+
+// A reader that stops reading is shown in events and header: "lagging"
+// when it is set aside, "drop" when it reads again and finds what it
+// missed overwritten, "caught-up" once it counts again; header marks it
+// lagging=true meanwhile (issue 9: header/events show it).
+func TestStoppedReaderShownInEventsAndHeader(t *testing.T) {
+	e := newEnv(t, "core", MountOptions{})
+	e.sh(`mkdir "$M/lag"`, 5*time.Second)
+	ev := e.start("cat", e.path("lag", "events"))
+	e.waitEventReaders("lag", 1)
+	stopped := e.start("cat", e.path("lag", "data"))
+	healthy := e.start("cat", e.path("lag", "data"))
+	e.waitSubscribers("lag", 2)
+	e.sh(`echo 0 > "$M/lag/data"`, 10*time.Second)
+	for _, c := range []*testutil.Child{stopped, healthy} {
+		c.Expect(t, "0", 5*time.Second)
+	}
+	stopped.Signal(syscall.SIGSTOP)
+	defer stopped.Signal(syscall.SIGCONT)
+	testutil.WaitStopped(t, stopped.PID(), 5*time.Second)
+	n := 2*core.DefaultWindow + 500 // more than the window
+	e.sh(`for i in $(seq `+strconv.Itoa(n)+`); do echo $i; done > "$M/lag/data"`, 60*time.Second)
+	for i := 1; i <= n; i++ {
+		healthy.Expect(t, strconv.Itoa(i), 10*time.Second)
+	}
+	id := nextEvent(t, ev, "lagging")
+	hdr := e.sh(`cat "$M/lag/header"`, 5*time.Second)
+	if !strings.Contains(hdr, strings.TrimPrefix(id, "subscriber=")) || !strings.Contains(hdr, "lagging=true") {
+		t.Errorf("header does not show the lagging reader (%s):\n%s", id, hdr)
+	}
+	stopped.Signal(syscall.SIGCONT)
+	stopped.Expect(t, strconv.Itoa(n), 10*time.Second)
+	if kv := nextEvent(t, ev, "drop"); !strings.HasSuffix(kv, " "+id) || !strings.HasPrefix(kv, "count=") {
+		t.Errorf("drop event %q, want one for %s", kv, id)
+	}
+	e.sh(`echo more > "$M/lag/data"`, 10*time.Second)
+	if kv := nextEvent(t, ev, "caught-up"); kv != id {
+		t.Errorf("caught-up event %q, want %s", kv, id)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -29,7 +30,8 @@ var (
 )
 
 func (n *headerNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	n.fs.fileAttr(&out.Attr, 0o444)
+	n.fs.fileAttr(&out.Attr, 0o444, n.fs.lastPublish(n.topic))
+	out.SetTimeout(0) // mtime changes with every message
 	return 0
 }
 
@@ -56,8 +58,7 @@ func (h *headerHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.R
 	return fuse.ReadResultData(dest[:n]), 0
 }
 
-// headerText renders the header file. The mount's own monitor subscriber
-// is not counted or listed.
+// headerText renders the header file.
 func (t *topic) headerText() []byte {
 	var b strings.Builder
 	kv := func(k string, format string, args ...any) {
@@ -66,10 +67,10 @@ func (t *topic) headerText() []byte {
 		fmt.Fprintf(&b, format, args...)
 		b.WriteByte('\n')
 	}
-	last, hasLast, monID := t.lastHeader()
+	last, hasLast := t.latest()
 	ti, _ := t.fs.be.Topic(t.name)
-	pubs := sortEntities(ti.Publishers, 0)
-	subs := sortEntities(ti.Subscribers, monID)
+	pubs := sortEntities(ti.Publishers)
+	subs := sortEntities(ti.Subscribers)
 
 	var sent, acks, dropped uint64
 	var files []string
@@ -105,7 +106,6 @@ func (t *topic) headerText() []byte {
 		kv("clock", "%d", last.Clock)
 		kv("time", "%s", stamp(last.Time))
 		kv("hash", "%#016x", last.Hash)
-		kv("zero-copy", "%t", last.ZeroCopy)
 		kv("ack-timeout", "%s", last.AckTimeout)
 		kv("generation", "%d", last.Generation)
 		kv("publisher-id", "%s", hexID(last.Publisher))
@@ -117,8 +117,14 @@ func (t *topic) headerText() []byte {
 			hexID(p.ID), p.PID, word(p.Process), word(p.Host), p.Local, word(p.Type), word(p.Origin), p.Sent, p.AckTimeouts)
 	}
 	for _, s := range subs {
-		kv("subscriber", "id=%s pid=%d process=%s host=%s local=%t dropped=%d",
-			hexID(s.ID), s.PID, word(s.Process), word(s.Host), s.Local, s.Dropped)
+		// Whether one of the mount's own readers is set aside now (the
+		// registration of other processes does not say).
+		lagging := "-"
+		if st, ok := t.readerStats(s.ID); ok {
+			lagging = fmt.Sprint(st.Lagging)
+		}
+		kv("subscriber", "id=%s pid=%d process=%s host=%s local=%t dropped=%d lagging=%s",
+			hexID(s.ID), s.PID, word(s.Process), word(s.Host), s.Local, s.Dropped, lagging)
 	}
 	for i, f := range files {
 		kv("memory-file", "%s size=%d", word(f), sizes[i])
@@ -126,14 +132,9 @@ func (t *topic) headerText() []byte {
 	return []byte(b.String())
 }
 
-// sortEntities returns es sorted by id, without the entity skip.
-func sortEntities(es []core.EntityInfo, skip uint64) []core.EntityInfo {
-	out := make([]core.EntityInfo, 0, len(es))
-	for _, e := range es {
-		if skip == 0 || e.ID != skip {
-			out = append(out, e)
-		}
-	}
+// sortEntities returns a copy of es sorted by id.
+func sortEntities(es []core.EntityInfo) []core.EntityInfo {
+	out := slices.Clone(es)
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
 }

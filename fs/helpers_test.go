@@ -82,28 +82,14 @@ func newEnv(t testing.TB, kind string, o MountOptions) *env {
 // path returns a path inside the mount (for children only).
 func (e *env) path(elem ...string) string { return filepath.Join(append([]string{e.mp}, elem...)...) }
 
-// subscribers counts the registered subscribers of topic, without the
-// mount's monitors. It asks the backend, not the mount.
+// subscribers counts the registered subscribers of topic. It asks the
+// backend, not the mount.
 func (e *env) subscribers(topic string) int {
 	ti, _ := e.srv.fs.be.Topic(topic)
-	e.srv.fs.mu.Lock()
-	var mon uint64
-	if t := e.srv.fs.topics[topic]; t != nil {
-		t.mu.Lock()
-		mon = t.monID
-		t.mu.Unlock()
-	}
-	e.srv.fs.mu.Unlock()
-	n := 0
-	for _, s := range ti.Subscribers {
-		if s.ID != mon {
-			n++
-		}
-	}
-	return n
+	return len(ti.Subscribers)
 }
 
-// waitSubscribers waits until topic has n subscribers besides monitors.
+// waitSubscribers waits until topic has n subscribers.
 func (e *env) waitSubscribers(topic string, n int) {
 	e.t.Helper()
 	testutil.CheckFor(e.t, 5*time.Second, 5*time.Millisecond, func() error {
@@ -199,19 +185,6 @@ func (e *env) waitEventReaders(topic string, n int) {
 		e.srv.fs.mu.Unlock()
 		if k != n {
 			return fmt.Errorf("topic %q has %d events readers, want %d", topic, k, n)
-		}
-		return nil
-	})
-}
-
-// waitSubscribersRemote waits until registration knows n subscribers of
-// topic (in any process).
-func (e *env) waitSubscribersRemote(topic string, n int) {
-	e.t.Helper()
-	testutil.CheckFor(e.t, 5*time.Second, 5*time.Millisecond, func() error {
-		ti, _ := e.srv.fs.be.Topic(topic)
-		if len(ti.Subscribers) != n {
-			return fmt.Errorf("topic %q has %d subscribers, want %d", topic, len(ti.Subscribers), n)
 		}
 		return nil
 	})

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -35,7 +36,7 @@ func (f *filesystem) infoText() []byte {
 }
 
 func (n *infoNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	n.fs.fileAttr(&out.Attr, 0o444)
+	n.fs.fileAttr(&out.Attr, 0o444, time.Time{})
 	out.Size = uint64(len(n.content))
 	return 0
 }

@@ -60,7 +60,7 @@ func TestHeaderAndEvents(t *testing.T) {
 				t.Errorf("header %s = %q (%v), want %q", k, v, err, want)
 			}
 		}
-		for _, k := range []string{"time", "hash", "zero-copy", "ack-timeout", "type", "memory-files"} {
+		for _, k := range []string{"time", "hash", "ack-timeout", "type", "memory-files"} {
 			if _, err := field(out, k); err != nil {
 				t.Error(err)
 			}

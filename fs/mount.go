@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
@@ -20,6 +21,13 @@ import (
 const (
 	DefaultLinger     = 10 * time.Second
 	DefaultAckTimeout = time.Second
+	// DefaultMaxBuffer bounds the data area of the mount's publishers:
+	// 16 MiB holds a whole window of 64 KiB messages, or 16 messages of
+	// 1 MiB in flight, so that large writes rarely wait for a reader's
+	// acknowledgement (core's default, 4 MiB, holds 3 of 1 MiB).
+	DefaultMaxBuffer = 16 << 20
+	// DefaultUmask: others (and the group) may read, not publish.
+	DefaultUmask = 0o022
 	// MaxWrite is the largest write(2) that arrives as one request, and so
 	// the largest message one write(2) to data publishes.
 	MaxWrite = 1 << 20
@@ -40,8 +48,16 @@ type MountOptions struct {
 	// Config selects the domain and registration of the core Node.
 	Config core.Config
 	// AllowOther lets other users use the mount (non-root needs
-	// user_allow_other in /etc/fuse.conf).
+	// user_allow_other in /etc/fuse.conf). The kernel checks every access
+	// against the modes the files show (default_permissions), so the
+	// Umask decides what other users may do.
 	AllowOther bool
+	// Umask clears permission bits of the files and directories, whose
+	// full modes are: directories rwxrwxrwx, data rw-rw-rw-, whole
+	// -w--w--w-, header, events and .shmfs r--r--r--. nil means 022: only
+	// the mounting user (and root) publishes and declares topics, others
+	// read. 0 lets everyone publish.
+	Umask *uint32
 	// Debug logs every FUSE request.
 	Debug bool
 	// Logger receives diagnostics (default: standard error, "shmfs: ").
@@ -63,8 +79,13 @@ type MountOptions struct {
 	// Observer, when set, is told of every message written and read
 	// through the mount (metrics; see Observer).
 	Observer Observer
+	// MaxBuffer bounds how far a memory file of the mount's publishers
+	// grows to hold a window of messages (default DefaultMaxBuffer; it
+	// grows only as the messages need).
+	MaxBuffer int
 
 	uid, gid uint32
+	umask    uint32
 }
 
 func (o MountOptions) withDefaults() MountOptions {
@@ -80,7 +101,14 @@ func (o MountOptions) withDefaults() MountOptions {
 	if o.MaxMessageSize <= 0 {
 		o.MaxMessageSize = core.DefaultMaxMessageSize
 	}
+	if o.MaxBuffer <= 0 {
+		o.MaxBuffer = DefaultMaxBuffer
+	}
 	o.uid, o.gid = uint32(os.Getuid()), uint32(os.Getgid())
+	o.umask = DefaultUmask
+	if o.Umask != nil {
+		o.umask = *o.Umask & 0o777
+	}
 	return o
 }
 
@@ -114,7 +142,7 @@ func Mount(ctx context.Context, mountpoint string, o MountOptions) (*Server, err
 	if err != nil {
 		return nil, fmt.Errorf("shmfs: mount %s: %w", mountpoint, err)
 	}
-	be := coreBackend{n: node, ack: max(o.AckTimeout, 0), maxMessage: o.MaxMessageSize}
+	be := coreBackend{n: node, ack: max(o.AckTimeout, 0), maxMessage: o.MaxMessageSize, maxBuffer: o.MaxBuffer}
 	s, err := mount(ctx, mountpoint, o, be)
 	if err != nil {
 		_ = node.Close()
@@ -132,6 +160,9 @@ func mount(ctx context.Context, mountpoint string, o MountOptions, be backend) (
 	if err := prepareMountpoint(mp, o.Logger); err != nil {
 		return nil, err
 	}
+	if err := checkFUSE(mp, o.AllowOther); err != nil {
+		return nil, fmt.Errorf("shmfs: mount %s: %w", mp, err)
+	}
 	f := newFilesystem(be, o, o.Logger)
 	entry := time.Second
 	gopts := &gofs.Options{
@@ -145,12 +176,17 @@ func mount(ctx context.Context, mountpoint string, o MountOptions, be backend) (
 			DirectMount:   os.Geteuid() == 0,
 			DisableXAttrs: true, // else the kernel asks for security xattrs before writes
 			DisableSplice: true, // our data is in memory: plain writev
+			EnablePoll:    true, // data and events answer poll (the daemon never opens its own files)
+			// The kernel checks the modes shown: with allow_other, other
+			// users get what they show.
+			Options: []string{"default_permissions"},
 		},
-		EntryTimeout: &entry,
-		AttrTimeout:  &entry,
-		UID:          o.uid,
-		GID:          o.gid,
-		Logger:       o.Logger,
+		RootStableAttr: &gofs.StableAttr{Ino: 1, Mode: syscall.S_IFDIR},
+		EntryTimeout:   &entry,
+		AttrTimeout:    &entry,
+		UID:            o.uid,
+		GID:            o.gid,
+		Logger:         o.Logger,
 	}
 	srv, err := fuse.NewServer(gofs.NewNodeFS(f.root, gopts), mp, &gopts.MountOptions)
 	if err != nil {

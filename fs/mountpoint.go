@@ -17,7 +17,9 @@ import (
 )
 
 // prepareMountpoint detaches stale mounts (a crashed daemon leaves the
-// mountpoint answering ENOTCONN) and refuses a live shmfs.
+// mountpoint answering ENOTCONN), refuses a live shmfs, a file and a
+// directory inside a shmfs mount, and warns that a non-empty directory's
+// entries are hidden while mounted.
 func prepareMountpoint(mp string, logger *log.Logger) error {
 	for range 8 { // stale mounts may be stacked
 		_, err := os.Stat(mp)
@@ -31,18 +33,65 @@ func prepareMountpoint(mp string, logger *log.Logger) error {
 	}
 	st, err := os.Stat(mp)
 	if err != nil {
-		return fmt.Errorf("shmfs: mountpoint: %w", err)
+		return fmt.Errorf("%w: %s: %s; create the directory first", ErrMountpoint, mp, bareErr(err))
 	}
 	if !st.IsDir() {
-		return fmt.Errorf("shmfs: mountpoint %s: %w", mp, syscall.ENOTDIR)
+		return fmt.Errorf("%w: %s is not a directory (%w); mount on a directory", ErrMountpoint, mp, syscall.ENOTDIR)
+	}
+	if err := CheckOutsideMounts(mp); err != nil {
+		return err
+	}
+	if ents, err := os.ReadDir(mp); err == nil && len(ents) > 0 {
+		logger.Printf("warning: mountpoint %s is not empty: its %d entries are hidden while shmfs is mounted on it", mp, len(ents))
+	}
+	return nil
+}
+
+// CheckOutsideMounts fails (ErrMountpoint) if path, absolute, lies inside
+// a shmfs mount, which would have to serve itself, and (ErrAlreadyMounted)
+// if a live shmfs is mounted on it. It does not need path to exist: call
+// it before creating a missing mountpoint (inside a mount, mkdir would
+// declare a topic).
+func CheckOutsideMounts(path string) error {
+	real := path
+	if p, err := filepath.EvalSymlinks(path); err == nil {
+		real = p
 	}
 	for _, m := range mounts() {
-		if m.point == mp && m.fstype == "fuse.shmfs" {
-			return fmt.Errorf("%w: %s", ErrAlreadyMounted, mp)
+		if m.fstype != "fuse.shmfs" {
+			continue
+		}
+		if m.point == path || m.point == real {
+			return fmt.Errorf("%w: %s", ErrAlreadyMounted, path)
+		}
+		if inside(path, m.point) || inside(real, m.point) {
+			return fmt.Errorf("%w: %s is inside the shmfs mount %s, which would have to serve itself; choose a directory outside it",
+				ErrMountpoint, path, m.point)
 		}
 	}
 	return nil
 }
+
+// inside reports whether path lies below dir.
+func inside(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
+// IsMounted reports whether a shmfs filesystem is mounted on mp (absolute),
+// as this process's mount table says (the mount itself is not touched).
+func IsMounted(mp string) bool {
+	for _, m := range mounts() {
+		if m.point == mp && m.fstype == "fuse.shmfs" {
+			return true
+		}
+	}
+	return false
+}
+
+// Detach lazily unmounts mp (a stale mount, whose server died):
+// umount2(MNT_DETACH) as root, else fusermount3 -uz.
+func Detach(mp string) error { return detach(mp) }
 
 // detach lazily unmounts mp: umount2(MNT_DETACH) as root, else
 // fusermount3 -uz.

@@ -1,7 +1,6 @@
 package fs
 
 import (
-	"context"
 	"errors"
 	"slices"
 	"sync"
@@ -10,13 +9,25 @@ import (
 	"github.com/shmfs/shmfs/core"
 )
 
+// The follow loop of a topic with open events files looks at the
+// publishers' memory files this often: right after a message at the
+// shortest interval, doubling while nothing happens up to the longest. A
+// core.Monitor gets no wake-ups (it is not a subscriber, so no publisher
+// rings it), and events are a diagnostic stream: a few milliseconds late
+// is fine, a thread spinning per topic is not.
+const (
+	minFollow = 2 * time.Millisecond
+	maxFollow = 50 * time.Millisecond
+)
+
 // topic is the mount's state for one topic that has open files or was used
 // within the linger period: the shared publisher for writes, the monitor
-// that remembers the latest header and produces message events, and the
-// open events files.
+// that reads the latest header (it is no subscriber: nothing waits for
+// it), the open events files and the mount's own readers.
 type topic struct {
 	fs   *filesystem
 	name string
+	mon  monitor // nil when it could not be made (logged): no message facts
 
 	// refs and lastUse are guarded by fs.mu.
 	refs    int
@@ -28,16 +39,21 @@ type topic struct {
 
 	mu       sync.Mutex
 	closed   bool
-	mon      *monitor
-	monID    uint64 // the monitor's subscriber id: hidden from header and events
-	last     core.Header
-	hasLast  bool
 	gens     map[uint64]uint64   // publisher id -> last generation seen
 	counters map[uint64]counters // entity id -> counters last seen (events diffs)
 	events   map[*eventsHandle]struct{}
+	readers  map[*dataHandle]readerState // this mount's data readers
+	stop     chan struct{}               // closed to end the follow loop; nil when none runs
 }
 
 type counters struct{ ackTimeouts, dropped uint64 }
+
+// readerState is what the events stream last reported of one of the
+// mount's own readers.
+type readerState struct {
+	lagging bool
+	dropped uint64
+}
 
 func newTopic(f *filesystem, name string) *topic {
 	t := &topic{
@@ -45,6 +61,12 @@ func newTopic(f *filesystem, name string) *topic {
 		gens:     map[uint64]uint64{},
 		counters: map[uint64]counters{},
 		events:   map[*eventsHandle]struct{}{},
+		readers:  map[*dataHandle]readerState{},
+	}
+	if m, err := f.be.NewMonitor(name); err != nil {
+		f.log.Printf("topic %q: monitor: %v", name, err)
+	} else {
+		t.mon = m
 	}
 	if ti, ok := f.be.Topic(name); ok {
 		for _, e := range slices.Concat(ti.Publishers, ti.Subscribers) {
@@ -100,92 +122,150 @@ func (t *topic) send(data []byte) error {
 	return err
 }
 
-// monitor is a zero-copy subscriber that looks at every message's header
-// only (nothing is copied).
-type monitor struct {
-	sub    subscriber
-	cancel context.CancelFunc
-	done   chan struct{}
+// wouldWait reports whether a write now would wait for a reader a window
+// behind (the publisher's WouldWait; false before the first write).
+func (t *topic) wouldWait() bool {
+	t.pubMu.Lock()
+	p := t.pub
+	t.pubMu.Unlock()
+	return p != nil && p.WouldWait()
 }
 
-// startMonitor starts the monitor if it is not running. Failure is logged:
-// header and events then lack message facts, data still works.
-func (t *topic) startMonitor() {
+// latest returns the header of the newest message of the topic.
+func (t *topic) latest() (core.Header, bool) {
+	if t.mon == nil {
+		return core.Header{}, false
+	}
+	return t.mon.Latest()
+}
+
+// addEvents registers an open events file and starts the follow loop for
+// the first one. False once the topic closed.
+func (t *topic) addEvents(h *eventsHandle) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.mon != nil || t.closed {
-		return
+	if t.closed {
+		return false
 	}
-	sub, err := t.fs.be.NewSubscriber(t.name, subOptions{zeroCopy: true})
-	if err != nil {
-		t.fs.log.Printf("topic %q: monitor: %v", t.name, err)
-		return
+	t.events[h] = struct{}{}
+	if t.stop == nil && t.mon != nil {
+		// Start after now: what happened before the file was opened is
+		// not its business.
+		t.mon.Follow(func(h core.Header) { t.gens[h.Publisher] = h.Generation })
+		t.stop = make(chan struct{})
+		go t.follow(t.stop)
 	}
-	ctx, cancel := context.WithCancel(t.fs.ctx)
-	m := &monitor{sub: sub, cancel: cancel, done: make(chan struct{})}
-	t.mon, t.monID = m, sub.ID()
-	go t.runMonitor(ctx, m)
+	return true
 }
 
-func (t *topic) runMonitor(ctx context.Context, m *monitor) {
-	defer close(m.done)
-	observe := func(h core.Header, _ []byte) error {
-		t.observe(h)
-		return nil
+// removeEvents drops an events file; the follow loop ends with the last.
+func (t *topic) removeEvents(h *eventsHandle) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.events, h)
+	if len(t.events) == 0 && t.stop != nil {
+		close(t.stop)
+		t.stop = nil
 	}
+}
+
+// follow turns new messages and the mount's readers' losses into events
+// while an events file is open.
+func (t *topic) follow(stop <-chan struct{}) {
+	interval := minFollow
+	timer := time.NewTimer(interval)
+	defer timer.Stop()
+	var hs []core.Header
 	for {
-		err := m.sub.ReceiveFunc(ctx, observe)
-		if err == nil {
-			continue
-		}
-		if ctx.Err() != nil || errors.Is(err, core.ErrClosed) {
+		select {
+		case <-stop:
 			return
-		}
-		t.fs.log.Printf("topic %q: monitor: %v", t.name, err)
-		select { // do not spin on a persistent error
-		case <-ctx.Done():
+		case <-t.fs.ctx.Done():
 			return
-		case <-time.After(100 * time.Millisecond):
+		case <-timer.C:
 		}
+		hs = hs[:0]
+		t.mon.Follow(func(h core.Header) { hs = append(hs, h) })
+		t.observe(hs)
+		if len(hs) > 0 {
+			interval = minFollow
+		} else {
+			interval = min(2*interval, maxFollow)
+		}
+		timer.Reset(interval)
 	}
 }
 
-// observe records a message header and emits its events.
-func (t *topic) observe(h core.Header) {
+// observe emits the events of new message headers, and of the mount's own
+// readers that were set aside, caught up or lost messages.
+func (t *topic) observe(hs []core.Header) {
 	now := time.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.last, t.hasLast = h, true
-	if len(t.events) == 0 {
+	for _, h := range hs {
+		if h.Dropped > 0 {
+			t.emitLocked(now, "drop count=%d publisher=%s", h.Dropped, hexID(h.Publisher))
+		}
+		if g, ok := t.gens[h.Publisher]; ok && g != h.Generation {
+			t.emitLocked(now, "grow generation=%d publisher=%s", h.Generation, hexID(h.Publisher))
+		}
 		t.gens[h.Publisher] = h.Generation
-		return
+		t.emitLocked(now, "message clock=%d size=%d id=%d publisher=%s", h.Clock, h.Size, h.ID, hexID(h.Publisher))
 	}
-	if h.Dropped > 0 {
-		t.emitLocked(now, "drop count=%d publisher=%s", h.Dropped, hexID(h.Publisher))
+	for r, prev := range t.readers {
+		st := r.sub.Stats()
+		id := hexID(r.sub.ID())
+		if st.Lagging && !prev.lagging {
+			t.emitLocked(now, "lagging subscriber=%s", id)
+		}
+		if st.Dropped > prev.dropped {
+			t.emitLocked(now, "drop count=%d total=%d subscriber=%s", st.Dropped-prev.dropped, st.Dropped, id)
+		}
+		if !st.Lagging && prev.lagging {
+			t.emitLocked(now, "caught-up subscriber=%s", id)
+		}
+		t.readers[r] = readerState{lagging: st.Lagging, dropped: st.Dropped}
 	}
-	if g, ok := t.gens[h.Publisher]; ok && g != h.Generation {
-		t.emitLocked(now, "grow generation=%d publisher=%s", h.Generation, hexID(h.Publisher))
-	}
-	t.gens[h.Publisher] = h.Generation
-	t.emitLocked(now, "message clock=%d size=%d id=%d publisher=%s", h.Clock, h.Size, h.ID, hexID(h.Publisher))
 }
 
-// lastHeader returns the latest message header the monitor saw.
-func (t *topic) lastHeader() (core.Header, bool, uint64) {
+// addReader registers one of the mount's data readers (its losses are
+// reported from its own counters, at once); false once the topic closed.
+func (t *topic) addReader(h *dataHandle) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.last, t.hasLast, t.monID
+	if t.closed {
+		return false
+	}
+	t.readers[h] = readerState{}
+	return true
 }
 
-// change turns a registry change of this topic into events.
+func (t *topic) removeReader(h *dataHandle) {
+	t.mu.Lock()
+	delete(t.readers, h)
+	t.mu.Unlock()
+}
+
+// readerStats returns the counters of the mount's own reader with
+// subscriber id, if it is one.
+func (t *topic) readerStats(id uint64) (core.SubscriberStats, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for r := range t.readers {
+		if r.sub.ID() == id {
+			return r.sub.Stats(), true
+		}
+	}
+	return core.SubscriberStats{}, false
+}
+
+// change turns a registry change of this topic into events. Losses of
+// the mount's own readers are reported by observe, from their counters.
 func (t *topic) change(c core.Change) {
 	e := c.Entity
 	now := time.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if e.ID == t.monID && t.mon != nil {
-		return
-	}
 	prev, known := t.counters[e.ID]
 	cur := counters{e.AckTimeouts, e.Dropped}
 	switch c.Kind {
@@ -204,18 +284,30 @@ func (t *topic) change(c core.Change) {
 		if cur.ackTimeouts > prev.ackTimeouts {
 			t.emitLocked(now, "ack-timeout count=%d total=%d publisher=%s", cur.ackTimeouts-prev.ackTimeouts, cur.ackTimeouts, hexID(e.ID))
 		}
-		if cur.dropped > prev.dropped {
+		if cur.dropped > prev.dropped && !t.ownReaderLocked(e.ID) {
 			t.emitLocked(now, "drop count=%d total=%d %s=%s", cur.dropped-prev.dropped, cur.dropped, e.Kind, hexID(e.ID))
 		}
 	}
 }
 
-// close stops the monitor and closes the publisher and every events file.
+func (t *topic) ownReaderLocked(id uint64) bool {
+	for r := range t.readers {
+		if r.sub.ID() == id {
+			return true
+		}
+	}
+	return false
+}
+
+// close stops the follow loop and closes the monitor, the publisher and
+// every events file.
 func (t *topic) close() {
 	t.mu.Lock()
 	t.closed = true
-	m := t.mon
-	t.mon = nil
+	if t.stop != nil {
+		close(t.stop)
+		t.stop = nil
+	}
 	evs := make([]*eventsHandle, 0, len(t.events))
 	for h := range t.events {
 		evs = append(evs, h)
@@ -224,14 +316,8 @@ func (t *topic) close() {
 	for _, h := range evs {
 		h.shutdown()
 	}
-	if m != nil {
-		m.cancel()
-		_ = m.sub.Close()
-		select {
-		case <-m.done:
-		case <-time.After(5 * time.Second):
-			t.fs.log.Printf("topic %q: monitor did not stop", t.name)
-		}
+	if t.mon != nil {
+		_ = t.mon.Close()
 	}
 	t.pubMu.Lock()
 	p := t.pub

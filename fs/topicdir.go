@@ -3,6 +3,7 @@ package fs
 import (
 	"context"
 	"syscall"
+	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -20,7 +21,35 @@ var (
 	_ = (gofs.NodeReaddirer)((*topicDir)(nil))
 	_ = (gofs.NodeGetattrer)((*topicDir)(nil))
 	_ = (gofs.NodeUnlinker)((*topicDir)(nil))
+	_ = (gofs.NodeCreater)((*topicDir)(nil))
+	_ = (gofs.NodeMknoder)((*topicDir)(nil))
+	_ = (gofs.NodeSymlinker)((*topicDir)(nil))
+	_ = (gofs.NodeLinker)((*topicDir)(nil))
+	_ = (gofs.NodeMkdirer)((*topicDir)(nil))
 )
+
+// A topic's files are fixed: making a file, link or directory in a topic
+// directory is EPERM (go-fuse would say EROFS, "Read-only file system").
+
+func (d *topicDir) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	return nil, nil, 0, syscall.EPERM
+}
+
+func (d *topicDir) Mknod(ctx context.Context, name string, mode uint32, dev uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EPERM
+}
+
+func (d *topicDir) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EPERM
+}
+
+func (d *topicDir) Link(ctx context.Context, target gofs.InodeEmbedder, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EPERM
+}
+
+func (d *topicDir) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	return nil, syscall.EPERM
+}
 
 // Unlink refuses: a topic's files are fixed. (Without it go-fuse answers
 // unlink with success and removes nothing.)
@@ -37,7 +66,7 @@ const (
 var topicFiles = []string{fileData, fileEvents, fileHeader, fileWhole}
 
 func (d *topicDir) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	d.fs.dirAttr(&out.Attr)
+	d.fs.dirAttr(&out.Attr, d.fs.lastPublish(d.topic))
 	out.SetTimeout(rootEntryTimeout)
 	return 0
 }
@@ -57,7 +86,12 @@ func (d *topicDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	default:
 		return nil, syscall.ENOENT
 	}
-	d.fs.fileAttr(&out.Attr, perm)
+	var mtime time.Time
+	if name == fileData || name == fileHeader {
+		mtime = d.fs.lastPublish(d.topic)
+		out.SetAttrTimeout(0) // mtime changes with every message
+	}
+	d.fs.fileAttr(&out.Attr, perm, mtime)
 	if ch := d.GetChild(name); ch != nil {
 		return ch, 0
 	}
@@ -65,9 +99,9 @@ func (d *topicDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 }
 
 func (d *topicDir) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	ents := make([]fuse.DirEntry, len(topicFiles))
-	for i, n := range topicFiles {
-		ents[i] = fuse.DirEntry{Name: n, Mode: syscall.S_IFREG}
+	ents := append([]fuse.DirEntry(nil), dotEntries...)
+	for _, n := range topicFiles {
+		ents = append(ents, fuse.DirEntry{Name: n, Mode: syscall.S_IFREG})
 	}
 	return gofs.NewListDirStream(ents), 0
 }

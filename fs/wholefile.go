@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"syscall"
+	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
@@ -29,12 +30,16 @@ var (
 )
 
 func (n *wholeNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	n.fs.fileAttr(&out.Attr, 0o222)
+	n.fs.fileAttr(&out.Attr, 0o222, time.Time{})
 	return 0
 }
 
 func (n *wholeNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	return n.fs.setattr(in, out, 0o222)
+	if errno := n.fs.setattr(in, 0o222); errno != 0 {
+		return errno
+	}
+	n.fs.fileAttr(&out.Attr, 0o222, time.Time{})
+	return 0
 }
 
 func (n *wholeNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {

@@ -131,6 +131,32 @@ func TestReadmeShellExamples(t *testing.T) {
 	expectRead(t, reader, []byte("first\nsecond\n"))
 	stream.WriteString("first\nsecond\n")
 
+	// tail -n +1 -f prints each message as it comes (it never sees an end
+	// of file, so it never stops). In a terminal, as typed: tail writes to a
+	// file or pipe only in blocks (stdbuf -oL fixes that), so script(1)
+	// gives it one.
+	tailOut, err := os.Create(filepath.Join(work, "tail.out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tailOut.Close()
+	tailLine := findLine(t, lines, "tail -n +1 -f T/data")
+	tail := background("script -qfec '"+tailLine+"' /dev/null", tailOut)
+	waits(tail, tailLine, "")
+	sh(`echo t1 > T/data`)
+	sh(`echo t2 > T/data`)
+	testutil.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		got, _ := os.ReadFile(tailOut.Name())
+		if s := strings.ReplaceAll(string(got), "\r\n", "\n"); s != "t1\nt2\n" {
+			return fmt.Errorf("%q printed %q, want \"t1\\nt2\\n\"", tailLine, s)
+		}
+		return nil
+	})
+	tail.Signal(syscall.SIGTERM)
+	expectRead(t, reader, []byte("t1\n"))
+	expectRead(t, reader, []byte("t2\n"))
+	stream.WriteString("t1\nt2\n")
+
 	// dd count=1 reads exactly one message, though two are published.
 	msg1 := bytes.Repeat([]byte("0123456789abcdef"), 300000/16)
 	if err := os.WriteFile(filepath.Join(work, "msg1"), msg1, 0o644); err != nil {

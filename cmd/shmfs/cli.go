@@ -78,6 +78,9 @@ func (c *cli) parse(fs *pflag.FlagSet, args []string) error {
 		}
 		return fmt.Errorf("%w: %w", errUsage, err)
 	}
+	if err := checkGiven(fs); err != nil {
+		return err
+	}
 	domain, _ := fs.GetString("domain")
 	port, _ := fs.GetInt("port")
 	if !fs.Changed("domain") {
@@ -91,6 +94,24 @@ func (c *cli) parse(fs *pflag.FlagSet, args []string) error {
 	return err
 }
 
+// checkGiven rejects an empty --domain and --port 0 given explicitly: they
+// mean "not given" only as defaults (SHMFS_PORT=0 is refused too).
+func checkGiven(fs *pflag.FlagSet) error {
+	if d, _ := fs.GetString("domain"); fs.Changed("domain") && d == "" {
+		return badDomain(d)
+	}
+	if p, _ := fs.GetInt("port"); fs.Changed("port") && p == 0 {
+		return badPort(p)
+	}
+	return nil
+}
+
+func badDomain(d string) error {
+	return usageErrorf("invalid domain %q: use 1..%d characters A-Z a-z 0-9 . - starting with a letter or digit", d, shmname.MaxDomainLen)
+}
+
+func badPort(p int) error { return usageErrorf("--port %d out of range (1..65535)", p) }
+
 // resolveDomainPort fills in the environment and defaults and validates both.
 func resolveDomainPort(domain string, port int) (string, int, error) {
 	if domain == "" {
@@ -100,7 +121,7 @@ func resolveDomainPort(domain string, port int) (string, int, error) {
 		domain = shmname.DefaultDomain
 	}
 	if err := shmname.CheckDomain(domain); err != nil {
-		return "", 0, usageErrorf("invalid domain %q: use 1..%d characters A-Z a-z 0-9 . - starting with a letter or digit", domain, shmname.MaxDomainLen)
+		return "", 0, badDomain(domain)
 	}
 	if port == 0 {
 		if s := os.Getenv("SHMFS_PORT"); s != "" {
@@ -112,7 +133,7 @@ func resolveDomainPort(domain string, port int) (string, int, error) {
 		}
 	}
 	if port < 0 || port > 65535 {
-		return "", 0, usageErrorf("--port %d out of range (1..65535)", port)
+		return "", 0, badPort(port)
 	}
 	return domain, port, nil
 }
@@ -192,15 +213,24 @@ func exitCode(err error) int {
 	return exitFail
 }
 
+// errLine is err's text for a line that already says "shmfs: CMD: ": core
+// errors carry their own "shmfs: " prefix (printed once), and a line has
+// no line breaks.
+func errLine(err error) string {
+	msg := strings.ReplaceAll(err.Error(), "shmfs: ", "")
+	return strings.ReplaceAll(msg, "\n", "; ")
+}
+
 // errorLine renders err as the one line printed for a failed command.
 func errorLine(cmd string, err error) string {
-	msg := err.Error()
+	var rep reported
+	if errors.As(err, &rep) {
+		return string(rep) // a line formatted by the process that failed
+	}
+	msg := errLine(err)
 	if errors.Is(err, errUsage) {
 		msg = strings.TrimPrefix(msg, errUsage.Error()+": ")
 	}
-	// Core errors carry their own "shmfs: " prefix; print it once.
-	msg = strings.ReplaceAll(msg, "shmfs: ", "")
-	msg = strings.ReplaceAll(msg, "\n", "; ")
 	prefix := "shmfs: "
 	if cmd != "" {
 		prefix += cmd + ": "

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shmfs/shmfs/core/registration"
+	shmfs "github.com/shmfs/shmfs/fs"
 	"github.com/shmfs/shmfs/internal/mounttab"
 	"github.com/shmfs/shmfs/internal/proc"
 	"github.com/shmfs/shmfs/internal/shm"
@@ -172,27 +172,10 @@ func checkDevShm(dir string) finding {
 }
 
 func checkDevFuse(path string) finding {
-	f := finding{what: path, detail: "present"}
-	load := "load the module: modprobe fuse (in a container: docker run --device /dev/fuse --cap-add SYS_ADMIN)"
-	st, err := os.Stat(path)
-	switch {
-	case err != nil:
-		f.status, f.detail = statusFail, "missing ("+errText(err)+"): 'shmfs mount' cannot work (pub, sub and the Go API do not need it)"
-		f.fix = load
-	case st.Mode()&os.ModeCharDevice == 0:
-		f.status, f.detail = statusFail, "not a character device"
-		f.fix = "recreate it: rm " + path + " && mknod -m 666 " + path + " c 10 229"
-	default:
-		// Opening creates an unmounted FUSE connection; closing ends it.
-		fd, err := unix.Open(path, unix.O_RDWR|unix.O_CLOEXEC, 0)
-		if err != nil {
-			f.status, f.detail = statusFail, "cannot open: "+errText(err)
-			f.fix = "allow access: chmod 666 " + path
-			return f
-		}
-		unix.Close(fd)
+	if p := shmfs.CheckDevFuse(path); p != nil {
+		return finding{status: statusFail, what: path, detail: p.Detail + ": 'shmfs mount' cannot work (pub, sub and the Go API do not need it)", fix: p.Fix}
 	}
-	return f
+	return finding{what: path, detail: "present"}
 }
 
 func checkFusermount(euid int) finding {
@@ -201,23 +184,15 @@ func checkFusermount(euid int) finding {
 		f.detail = "not needed (running as root)"
 		return f
 	}
-	bin, err := exec.LookPath("fusermount3")
-	if err != nil {
-		f.status, f.detail = statusFail, "not found in PATH: 'shmfs mount' needs it when not root"
-		f.fix = "install it: apt install fuse3 (Fedora: dnf install fuse3)"
-		return f
-	}
-	st, err := os.Stat(bin)
-	if err != nil {
-		f.status, f.detail = statusFail, errText(err)
-		return f
-	}
-	if sys, ok := st.Sys().(*syscall.Stat_t); ok && (st.Mode()&os.ModeSetuid == 0 || sys.Uid != 0) {
-		f.status, f.detail = statusFail, bin+" is not setuid root"
-		f.fix = "chown root " + bin + " && chmod u+s " + bin
+	bin, p := shmfs.CheckFusermount()
+	if p != nil {
+		f.status, f.detail, f.fix = statusFail, p.Detail, p.Fix
 		return f
 	}
 	f.detail = bin
+	if shmfs.CheckUserAllowOther() != nil {
+		f.detail += " (--allow-other would need user_allow_other in /etc/fuse.conf, not set)"
+	}
 	return f
 }
 

@@ -4,8 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"sync"
-	"text/tabwriter"
 	"time"
 
 	"github.com/shmfs/shmfs/core"
@@ -99,17 +99,16 @@ func runLs(c *cli, args []string) error {
 		fmt.Fprintf(c.stderr, "shmfs: ls: no topics in domain %q (port %d)\n", c.domain, node.Config().Port)
 		return nil
 	}
-	tw := tabwriter.NewWriter(c.stdout, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "TOPIC\tTYPE\tPUBS\tSUBS\tRATE\tBANDWIDTH")
+	rows := [][]string{{"TOPIC", "TYPE", "PUBS", "SUBS", "RATE", "BANDWIDTH"}}
 	for _, t := range out {
 		typ := t.Type
 		if typ == "" {
 			typ = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", t.Name, typ, len(t.Publishers), len(t.Subscribers),
-			formatRate(t.Rate), formatBandwidth(t.Bandwidth))
+		rows = append(rows, []string{t.Name, typ, strconv.Itoa(len(t.Publishers)), strconv.Itoa(len(t.Subscribers)),
+			formatRate(t.Rate), formatBandwidth(t.Bandwidth)})
 	}
-	return tw.Flush()
+	return writeTable(c.stdout, rows)
 }
 
 // traffic is what ls --bw measured on one topic.

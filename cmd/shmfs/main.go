@@ -32,7 +32,7 @@ var commands []*command
 func init() {
 	commands = []*command{
 		pubCommand, subCommand, lsCommand, infoCommand, hzCommand,
-		mountCommand, ecalCommand, bridgeCommand, cleanCommand, doctorCommand, benchCommand, versionCommand, helpCommand,
+		mountCommand, umountCommand, ecalCommand, bridgeCommand, cleanCommand, doctorCommand, benchCommand, versionCommand, helpCommand,
 	}
 }
 
@@ -64,6 +64,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return exitOK
 		}
 		fmt.Fprintln(stderr, errorLine("", fmt.Errorf("%w: %w", errUsage, err)))
+		return exitUsage
+	}
+	if err := checkGiven(gfs); err != nil {
+		fmt.Fprintln(stderr, errorLine("", err))
 		return exitUsage
 	}
 	c.preDomain, _ = gfs.GetString("domain")

@@ -40,6 +40,10 @@ func TestReviewSubTypeMismatchKeepsListening(t *testing.T) {
 	if code := sub.ExitCode(t, 20*time.Second); code != 0 {
 		t.Errorf("sub: exit %d, want 0; output:\n%s", code, sub.Transcript())
 	}
+	// The warning says "shmfs: sub: " once.
+	if w := sub.Stderr(); !strings.Contains(w, "shmfs: sub: warning: topic type mismatch: ") || strings.Count(w, "shmfs:") != strings.Count(w, "\n") {
+		t.Errorf("sub's warning repeats a prefix or lacks the cause:\n%s", w)
+	}
 }
 
 // TestReviewPortInUseErrorNamesFix: an error names the cause and the fix

@@ -102,7 +102,7 @@ func runSub(c *cli, args []string) error {
 		if err != nil {
 			if errors.Is(err, core.ErrTypeMismatch) || errors.Is(err, core.ErrChecksum) {
 				// Reported once per publisher or message; the rest flows.
-				fmt.Fprintf(c.stderr, "shmfs: sub: warning: %v\n", err)
+				fmt.Fprintf(c.stderr, "shmfs: sub: warning: %s\n", errLine(err))
 				continue
 			}
 			if ctx.Err() == nil {

@@ -437,8 +437,9 @@ func (c *Child) exited() bool {
 	return done
 }
 
-// HasOpen reports whether the process (with Options.Group, any process of
-// its group) has path, or a file under it, open: how a test knows that a
+// HasOpen reports whether the process, or one it started (also in a
+// session of its own, as script(1) does), or with Options.Group any process
+// of its group, has path, or a file under it, open: how a test knows that a
 // background reader has opened its file before it publishes.
 func (c *Child) HasOpen(path string) bool {
 	ents, _ := os.ReadDir("/proc")
@@ -446,7 +447,7 @@ func (c *Child) HasOpen(path string) bool {
 		if _, err := strconv.Atoi(e.Name()); err != nil {
 			continue
 		}
-		if e.Name() != strconv.Itoa(c.PID()) && !(c.group && c.inGroup(e.Name())) {
+		if e.Name() != strconv.Itoa(c.PID()) && !(c.group && c.inGroup(e.Name())) && !c.isAncestorOf(e.Name()) {
 			continue
 		}
 		fds, _ := os.ReadDir("/proc/" + e.Name() + "/fd")
@@ -460,16 +461,39 @@ func (c *Child) HasOpen(path string) bool {
 	return false
 }
 
-// inGroup reports whether process pid (a /proc entry) is in c's group.
-func (c *Child) inGroup(pid string) bool {
+// isAncestorOf reports whether c started process pid (a /proc entry),
+// directly or through others.
+func (c *Child) isAncestorOf(pid string) bool {
+	me := strconv.Itoa(c.PID())
+	for range 64 { // bounded: a loop in a changing process table
+		f := statFields(pid)
+		if len(f) < 2 || f[1] == "0" || f[1] == "1" {
+			return false
+		}
+		if f[1] == me {
+			return true
+		}
+		pid = f[1]
+	}
+	return false
+}
+
+// statFields returns the fields of /proc/PID/stat after the command name:
+// state ppid pgrp ...
+func statFields(pid string) []string {
 	st, err := os.ReadFile("/proc/" + pid + "/stat")
 	if err != nil {
-		return false
+		return nil
 	}
 	i := bytes.LastIndexByte(st, ')')
 	if i < 0 || i+2 > len(st) {
-		return false
+		return nil
 	}
-	f := strings.Fields(string(st[i+2:])) // state ppid pgrp ...
+	return strings.Fields(string(st[i+2:]))
+}
+
+// inGroup reports whether process pid (a /proc entry) is in c's group.
+func (c *Child) inGroup(pid string) bool {
+	f := statFields(pid)
 	return len(f) >= 3 && f[2] == strconv.Itoa(c.PID())
 }
