@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -266,4 +268,31 @@ func TestUnmountBusy(t *testing.T) {
 		holder.Kill()
 		_ = holder.Wait(t, 5*time.Second)
 	})
+}
+
+// A process the mounting process starts must not inherit the FUSE
+// connection: holding it, the child would keep the mount alive after the
+// server dies, and the mount's readers would hang in D state
+// (third_party/go-fuse/PATCHES.md, patch 2).
+func TestChildrenDoNotInheritTheFUSEConnection(t *testing.T) {
+	e := newEnv(t, "fake", MountOptions{})
+	c := e.start("sh", "-c", "echo ready; exec sleep 60")
+	c.Expect(t, "ready", 10*time.Second) // past exec: close-on-exec applied
+	dir := fmt.Sprintf("/proc/%d/fd", c.PID())
+	fds, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fds) == 0 {
+		t.Fatalf("%s: no descriptors (want at least stdin, stdout, stderr)", dir)
+	}
+	for _, fd := range fds {
+		target, err := os.Readlink(filepath.Join(dir, fd.Name()))
+		if err != nil {
+			continue // closed meanwhile
+		}
+		if target == "/dev/fuse" {
+			t.Errorf("child %d holds /dev/fuse as fd %s", c.PID(), fd.Name())
+		}
+	}
 }

@@ -46,7 +46,10 @@ func mountDirect(mountPoint string, opts *MountOptions, ready chan<- error) (fd 
 		return
 	}
 
-	fd, err = syscall.Open("/dev/fuse", os.O_RDWR, 0) // use syscall.Open since we want an int fd
+	// use syscall.Open since we want an int fd. O_CLOEXEC: a child the
+	// server starts must not inherit the connection, or it keeps the
+	// mount alive after the server dies and its readers hang.
+	fd, err = syscall.Open("/dev/fuse", os.O_RDWR|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return
 	}
