@@ -303,8 +303,48 @@ func shmfsMounts(r io.Reader) ([]mountInfo, error) {
 	return out, sc.Err()
 }
 
-// checkStaleMounts finds shmfs mounts whose daemon died: stat on them gives
-// ENOTCONN (or ECONNABORTED after an abort through fusectl).
+// mountAnswerTimeout bounds how long doctor waits for a mount's daemon to
+// answer a stat: a stopped or stuck daemon never answers.
+const mountAnswerTimeout = 2 * time.Second
+
+// errNoAnswer: a mount's daemon did not answer within mountAnswerTimeout.
+var errNoAnswer = errors.New("no answer")
+
+// statAll stats every path at once and waits at most d for the answers;
+// a path whose stat has not returned by then gets errNoAnswer (its stat
+// goroutine stays blocked in the kernel until the daemon answers or dies).
+func statAll(paths []string, stat func(string) (os.FileInfo, error), d time.Duration) []error {
+	type result struct {
+		i   int
+		err error
+	}
+	done := make(chan result, len(paths))
+	for i, p := range paths {
+		go func() {
+			_, err := stat(p)
+			done <- result{i, err}
+		}()
+	}
+	errs := make([]error, len(paths))
+	for i := range errs {
+		errs[i] = errNoAnswer
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for range paths {
+		select {
+		case r := <-done:
+			errs[r.i] = r.err
+		case <-timer.C:
+			return errs
+		}
+	}
+	return errs
+}
+
+// checkStaleMounts finds shmfs mounts whose daemon died (stat on them gives
+// ENOTCONN, or ECONNABORTED after an abort through fusectl) or does not
+// answer (stopped or stuck: stat waits).
 func checkStaleMounts(procMounts string, stat func(string) (os.FileInfo, error)) finding {
 	f := finding{what: "shmfs mounts"}
 	file, err := os.Open(procMounts)
@@ -318,13 +358,19 @@ func checkStaleMounts(procMounts string, stat func(string) (os.FileInfo, error))
 		f.status, f.detail = statusWarn, "cannot read mount table: "+errText(err)
 		return f
 	}
-	var stale, unknown []string
-	for _, m := range ms {
-		_, err := stat(m.point)
+	points := make([]string, len(ms))
+	for i, m := range ms {
+		points[i] = m.point
+	}
+	var stale, hung, unknown []string
+	for i, err := range statAll(points, stat, mountAnswerTimeout) {
+		m := ms[i]
 		switch {
 		case err == nil:
 		case errors.Is(err, syscall.ENOTCONN), errors.Is(err, syscall.ECONNABORTED):
 			stale = append(stale, m.point)
+		case errors.Is(err, errNoAnswer):
+			hung = append(hung, m.point)
 		default:
 			unknown = append(unknown, fmt.Sprintf("%s (%s)", m.point, errText(err)))
 		}
@@ -333,15 +379,11 @@ func checkStaleMounts(procMounts string, stat func(string) (os.FileInfo, error))
 	case len(stale) > 0:
 		f.status = statusFail
 		f.detail = fmt.Sprintf("%d stale (daemon gone): %s", len(stale), strings.Join(stale, ", "))
-		var fixes []string
-		for _, p := range stale {
-			if os.Geteuid() == 0 {
-				fixes = append(fixes, "umount -l "+quotePath(p))
-			} else {
-				fixes = append(fixes, "fusermount3 -uz "+quotePath(p))
-			}
-		}
-		f.fix = strings.Join(fixes, "\n")
+		f.fix = detachCommands(stale)
+	case len(hung) > 0:
+		f.status = statusFail
+		f.detail = fmt.Sprintf("%d not answering within %v (daemon stopped or stuck): %s", len(hung), mountAnswerTimeout, strings.Join(hung, ", "))
+		f.fix = "# continue or kill the daemon (ps -C shmfs -o pid,stat,args), or detach:\n" + detachCommands(hung)
 	case len(unknown) > 0:
 		f.status = statusWarn
 		f.detail = fmt.Sprintf("%d mounted, cannot check: %s", len(ms), strings.Join(unknown, ", "))
@@ -350,6 +392,20 @@ func checkStaleMounts(procMounts string, stat func(string) (os.FileInfo, error))
 		f.detail = fmt.Sprintf("%d mounted, none stale", len(ms))
 	}
 	return f
+}
+
+// detachCommands returns the commands that detach the mounts at points,
+// one per line (lazy: they work without the daemon's answer).
+func detachCommands(points []string) string {
+	var cmds []string
+	for _, p := range points {
+		if os.Geteuid() == 0 {
+			cmds = append(cmds, "umount -l "+quotePath(p))
+		} else {
+			cmds = append(cmds, "fusermount3 -uz "+quotePath(p))
+		}
+	}
+	return strings.Join(cmds, "\n")
 }
 
 // quotePath quotes a path for a shell command line when needed.

@@ -283,6 +283,19 @@ func TestCheckStaleMounts(t *testing.T) {
 	if f.status != statusOK || f.detail != "3 mounted, none stale" {
 		t.Errorf("healthy: %+v", f)
 	}
+	// A daemon that never answers (stopped): doctor reports it instead of
+	// waiting with it.
+	never := make(chan struct{})
+	defer close(never)
+	f = checkStaleMounts(p, func(path string) (os.FileInfo, error) {
+		if path == "/ok" {
+			<-never
+		}
+		return nil, nil
+	})
+	if f.status != statusFail || !strings.Contains(f.detail, "1 not answering") || !strings.Contains(f.detail, "/ok") || !strings.Contains(f.fix, "/ok") {
+		t.Errorf("not answering: %+v", f)
+	}
 	if f := checkStaleMounts(p+".missing", stat(nil)); f.status != statusWarn {
 		t.Errorf("missing mount table: %+v", f)
 	}
