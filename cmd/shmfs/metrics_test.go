@@ -12,9 +12,8 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
+	"github.com/shmfs/shmfs/cmd/shmfs/internal/metrics/metricstest"
 	"github.com/shmfs/shmfs/internal/testutil"
 )
 
@@ -57,7 +56,7 @@ func TestMountMetrics(t *testing.T) {
 		t.Fatalf("dd: exit %d", code)
 	}
 
-	fams := scrape(t, url)
+	fams := metricstest.Scrape(t, url)
 	for _, c := range []struct {
 		name string
 		want float64
@@ -72,11 +71,11 @@ func TestMountMetrics(t *testing.T) {
 		{"shmfs_mount_delivered_bytes_total", 2 + 3 + 4},
 		{"shmfs_mount_delivery_latency_seconds", 3}, // samples
 	} {
-		if v, ok := metricValue(fams, c.name, "t"); !ok || v != c.want {
+		if v, ok := metricstest.Value(fams, c.name, "t"); !ok || v != c.want {
 			t.Errorf("%s{topic=\"t\"} = %v (present %v), want %v", c.name, v, ok, c.want)
 		}
 	}
-	if _, ok := metricValue(fams, "shmfs_topic_subscribers", "t"); !ok {
+	if _, ok := metricstest.Value(fams, "shmfs_topic_subscribers", "t"); !ok {
 		t.Error("no shmfs_topic_subscribers{topic=\"t\"}")
 	}
 	for _, name := range []string{"go_goroutines", "process_cpu_seconds_total", "process_open_fds"} {
@@ -100,53 +99,6 @@ func TestMountMetricsBadAddress(t *testing.T) {
 	if r.code != 2 || !strings.Contains(r.stderr, "--metrics") {
 		t.Errorf("exit %d, stderr %q; want a usage error naming --metrics", r.code, r.stderr)
 	}
-}
-
-func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s", url, resp.Status)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("GET %s: not Prometheus text: %v", url, err)
-	}
-	return fams
-}
-
-// metricValue: the counter, gauge or histogram sample count of family name
-// with label topic ("" for a family without labels).
-func metricValue(fams map[string]*dto.MetricFamily, name, topic string) (float64, bool) {
-	for _, m := range fams[name].GetMetric() {
-		for _, l := range m.GetLabel() {
-			if l.GetName() != "topic" || l.GetValue() != topic {
-				continue
-			}
-			return sampleValue(m)
-		}
-		if topic == "" && len(m.GetLabel()) == 0 {
-			return sampleValue(m)
-		}
-	}
-	return 0, false
-}
-
-func sampleValue(m *dto.Metric) (float64, bool) {
-	switch {
-	case m.Counter != nil:
-		return m.GetCounter().GetValue(), true
-	case m.Gauge != nil:
-		return m.GetGauge().GetValue(), true
-	case m.Histogram != nil:
-		return float64(m.GetHistogram().GetSampleCount()), true
-	}
-	return 0, false
 }
 
 // metricsURL reads the "shmfs: metrics on URL" line of a command's stderr.
@@ -180,7 +132,7 @@ func TestBridgeMetrics(t *testing.T) {
 	sub := startShmfs(t, b.vars(), "sub", "--count", "3", "t")
 	// The sub is announced to bridge a through bridge b; then a exports.
 	testutil.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
-		if v, _ := metricValue(scrape(t, urlA), "shmfs_bridge_peers", ""); v != 1 {
+		if v, _ := metricstest.Value(metricstest.Scrape(t, urlA), "shmfs_bridge_peers", ""); v != 1 {
 			return fmt.Errorf("bridge a hears %v bridges", v)
 		}
 		return nil
@@ -190,7 +142,7 @@ func TestBridgeMetrics(t *testing.T) {
 		if r.code != 0 {
 			return fmt.Errorf("pub: exit %d: %s", r.code, r.stderr)
 		}
-		if v, _ := metricValue(scrape(t, urlB), "shmfs_bridge_received_messages_total", "t"); v < 3 {
+		if v, _ := metricstest.Value(metricstest.Scrape(t, urlB), "shmfs_bridge_received_messages_total", "t"); v < 3 {
 			return fmt.Errorf("bridge b received %v messages of t", v)
 		}
 		return nil
@@ -198,14 +150,14 @@ func TestBridgeMetrics(t *testing.T) {
 	if code := sub.ExitCode(t, 20*time.Second); code != 0 {
 		t.Fatalf("sub: exit %d", code)
 	}
-	fa, fb := scrape(t, urlA), scrape(t, urlB)
-	sent, _ := metricValue(fa, "shmfs_bridge_sent_messages_total", "t")
-	recv, _ := metricValue(fb, "shmfs_bridge_received_messages_total", "t")
+	fa, fb := metricstest.Scrape(t, urlA), metricstest.Scrape(t, urlB)
+	sent, _ := metricstest.Value(fa, "shmfs_bridge_sent_messages_total", "t")
+	recv, _ := metricstest.Value(fb, "shmfs_bridge_received_messages_total", "t")
 	if sent < 3 || recv < 3 || recv > sent {
 		t.Errorf("bridge a sent %v messages of t, bridge b received %v", sent, recv)
 	}
 	for _, u := range []map[string]*dto.MetricFamily{fa, fb} {
-		if v, ok := metricValue(u, "shmfs_bridge_connected", ""); !ok || v != 1 {
+		if v, ok := metricstest.Value(u, "shmfs_bridge_connected", ""); !ok || v != 1 {
 			t.Errorf("shmfs_bridge_connected = %v (present %v)", v, ok)
 		}
 		if u["go_goroutines"] == nil || u["process_open_fds"] == nil {

@@ -3,65 +3,13 @@ package metrics
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
+	"github.com/shmfs/shmfs/cmd/shmfs/internal/metrics/metricstest"
 	"github.com/shmfs/shmfs/core"
 	"github.com/shmfs/shmfs/internal/testutil"
 )
-
-// Scrape fetches url and parses it with Prometheus's text parser.
-func Scrape(t testing.TB, url string) map[string]*dto.MetricFamily {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s", url, resp.Status)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("GET %s: not Prometheus text: %v", url, err)
-	}
-	return fams
-}
-
-// Value returns the value of family name's metric with label topic=topic
-// (counter, gauge, or a histogram's sample count); ok false if absent.
-func Value(fams map[string]*dto.MetricFamily, name, topic string) (float64, bool) {
-	f := fams[name]
-	if f == nil {
-		return 0, false
-	}
-	for _, m := range f.GetMetric() {
-		match := topic == ""
-		for _, l := range m.GetLabel() {
-			if l.GetName() == "topic" && l.GetValue() == topic {
-				match = true
-			}
-		}
-		if !match {
-			continue
-		}
-		switch {
-		case m.Counter != nil:
-			return m.GetCounter().GetValue(), true
-		case m.Gauge != nil:
-			return m.GetGauge().GetValue(), true
-		case m.Histogram != nil:
-			return float64(m.GetHistogram().GetSampleCount()), true
-		}
-	}
-	return 0, false
-}
 
 // The metrics of a process with a publisher and a subscriber, served over
 // real HTTP and parsed with the Prometheus text parser: per-topic counters
@@ -105,8 +53,8 @@ func TestScrape(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		fams := Scrape(t, srv.URL()) // while the publisher is there
-		if v, ok := Value(fams, "shmfs_topic_publishers", "cam"); !ok || v != 1 {
+		fams := metricstest.Scrape(t, srv.URL()) // while the publisher is there
+		if v, ok := metricstest.Value(fams, "shmfs_topic_publishers", "cam"); !ok || v != 1 {
 			t.Errorf("publishers = %v (%v), want 1", v, ok)
 		}
 		if err := p.Close(); err != nil {
@@ -119,7 +67,7 @@ func TestScrape(t *testing.T) {
 	m.Delivered("cam", 7, 3*time.Millisecond)
 	send(2)
 
-	fams := Scrape(t, srv.URL())
+	fams := metricstest.Scrape(t, srv.URL())
 	for _, c := range []struct {
 		name string
 		want float64
@@ -135,7 +83,7 @@ func TestScrape(t *testing.T) {
 		{"shmfs_mount_delivered_bytes_total", 107},
 		{"shmfs_mount_delivery_latency_seconds", 2},
 	} {
-		if v, ok := Value(fams, c.name, "cam"); !ok || v != c.want {
+		if v, ok := metricstest.Value(fams, c.name, "cam"); !ok || v != c.want {
 			t.Errorf("%s{topic=cam} = %v (present %v), want %v", c.name, v, ok, c.want)
 		}
 	}
