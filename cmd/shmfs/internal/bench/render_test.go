@@ -132,3 +132,44 @@ func TestChildProtocol(t *testing.T) {
 		}
 	}
 }
+
+// The ratio grids divide the right numbers: p50 by p50 (the futex floor
+// from its own field), msg/s by msg/s; a missing side shows "—".
+func TestRatioGrids(t *testing.T) {
+	r := &Report{Sizes: []int{64, 1024}, Futex: Futex{Count: 5, P50us: 2},
+		Latency: []Series{
+			{ID: "shmfs-ack1-copy", Points: []Point{{Size: 64, Count: 1, P50us: 3}, {Size: 1024, Count: 1, P50us: 5}}},
+			{ID: "unix", Points: []Point{{Size: 64, Count: 1, P50us: 6}}},
+		},
+		Through: []Series{
+			{ID: "shmfs-window-copy", Points: []Point{{Size: 64, Count: 1, MsgsPerSec: 2e6}}},
+			{ID: "unix", Points: []Point{{Size: 64, Count: 1, MsgsPerSec: 4e5}}},
+		},
+	}
+	cell := func(g grid, row int, head string) string {
+		for i, h := range g.head {
+			if h == head {
+				return g.rows[row][i]
+			}
+		}
+		t.Fatalf("%s: no column %q in %q", g.title, head, g.head)
+		return ""
+	}
+	lat, thr := r.latencyRatios(), r.throughputRatios()
+	for _, c := range []struct {
+		g          grid
+		row        int
+		head, want string
+	}{
+		{lat, 0, "shmfs-ack1-copy ÷ unix", "0.500×"},
+		{lat, 0, "shmfs-ack1-copy ÷ futex", "1.50×"},
+		{lat, 1, "shmfs-ack1-copy ÷ futex", "2.50×"},
+		{lat, 1, "shmfs-ack1-copy ÷ unix", "—"},
+		{thr, 0, "shmfs-window-copy ÷ unix", "5.00×"},
+		{thr, 0, "shmfs-window-zc ÷ unix", "—"},
+	} {
+		if got := cell(c.g, c.row, c.head); got != c.want {
+			t.Errorf("%s, row %d, %s: %q, want %q", c.g.title, c.row, c.head, got, c.want)
+		}
+	}
+}

@@ -104,45 +104,41 @@ type ratio struct{ a, b string }
 func (r *Report) latencyRatios() grid {
 	cols := []ratio{{"shmfs-ack1-copy", "unix"}, {"shmfs-ack1-zc", "unix"}, {"shmfs-ack1-zc", "tcp"},
 		{"shmfs-ack1-zc", "nats"}, {"shmfs-ack1-copy", "futex"}, {"shmfs-ack1-zc", "futex"}, {"shmfs-ack1-copy", "memmove"}}
-	g := grid{title: "Latency ratios (p50 ÷ p50; below 1: shmfs is faster)",
-		note: "futex: the one-way wake-up floor; memmove: one copy of the message"}
-	g.head = []string{"size"}
-	for _, c := range cols {
-		g.head = append(g.head, c.a+" ÷ "+c.b)
-	}
-	for _, size := range r.Sizes {
-		row := []string{SizeName(size)}
-		for _, c := range cols {
-			a, okA := Find(r.Latency, c.a).At(size, 0)
-			var b float64
-			okB := false
-			if c.b == "futex" {
-				b, okB = r.Futex.P50us, r.Futex.Count > 0
-			} else if p, ok := Find(r.Latency, c.b).At(size, 0); ok {
-				b, okB = p.P50us, true
-			}
-			row = append(row, ratioCell(a.P50us, b, okA && okB))
+	p50 := func(id string, size int) (float64, bool) {
+		if id == "futex" {
+			return r.Futex.P50us, r.Futex.Count > 0
 		}
-		g.rows = append(g.rows, row)
+		p, ok := Find(r.Latency, id).At(size, 0)
+		return p.P50us, ok
 	}
-	return g
+	return r.ratioGrid("Latency ratios (p50 ÷ p50; below 1: shmfs is faster)",
+		"futex: the one-way wake-up floor; memmove: one copy of the message", cols, p50)
 }
 
 func (r *Report) throughputRatios() grid {
 	cols := []ratio{{"shmfs-window-copy", "unix"}, {"shmfs-window-zc", "unix"}, {"shmfs-window-copy", "tcp"},
 		{"shmfs-window-copy", "nats"}, {"shmfs-window-copy", "memmove"}, {"shmfs-ack1-copy", "shmfs-window-copy"}}
-	g := grid{title: "Throughput ratios (msg/s ÷ msg/s; above 1: the first is faster)",
-		note: "memmove: one copy per message, the rate a copying path cannot beat"}
-	g.head = []string{"size"}
+	rate := func(id string, size int) (float64, bool) {
+		p, ok := Find(r.Through, id).At(size, 0)
+		return p.MsgsPerSec, ok
+	}
+	return r.ratioGrid("Throughput ratios (msg/s ÷ msg/s; above 1: the first is faster)",
+		"memmove: one copy per message, the rate a copying path cannot beat", cols, rate)
+}
+
+// ratioGrid is a grid of a ÷ b per size and column, value giving each
+// side's number.
+func (r *Report) ratioGrid(title, note string, cols []ratio, value func(id string, size int) (float64, bool)) grid {
+	g := grid{title: title, note: note, head: []string{"size"}}
 	for _, c := range cols {
 		g.head = append(g.head, c.a+" ÷ "+c.b)
 	}
 	for _, size := range r.Sizes {
 		row := []string{SizeName(size)}
 		for _, c := range cols {
-			a, okA := Find(r.Through, c.a).At(size, 0)
-			b, okB := Find(r.Through, c.b).At(size, 0)
-			row = append(row, ratioCell(a.MsgsPerSec, b.MsgsPerSec, okA && okB))
+			a, okA := value(c.a, size)
+			b, okB := value(c.b, size)
+			row = append(row, ratioCell(a, b, okA && okB))
 		}
 		g.rows = append(g.rows, row)
 	}
