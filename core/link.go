@@ -35,10 +35,11 @@ const ackSlice = 10 * time.Millisecond
 // process inst created for the publisher's memory file memfile. Each must
 // have been created by that very process (instance, pid and start time),
 // which must be alive: a registration cannot make a publisher open, ring or
-// trust another process's objects.
-func openLink(bellName, ackName string, inst uint64, peer proc.Identity) (*link, error) {
+// trust another process's objects. owner is the subscriber process's uid,
+// which may own them besides ours and root.
+func openLink(bellName, ackName string, inst uint64, peer proc.Identity, owner uint32) (*link, error) {
 	open := func(name string) (*event.Event, error) {
-		e, err := event.Open(name, event.Options{})
+		e, err := event.Open(name, event.Options{Owner: owner})
 		if err != nil {
 			return nil, err
 		}

@@ -179,6 +179,9 @@ func (h *dataHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.Rea
 			if ctx.Err() != nil {
 				return nil, syscall.EINTR
 			}
+			if h.t.report(err) {
+				continue // a refused publisher: the others' messages flow
+			}
 			h.t.fs.log.Printf("topic %q: receive: %v", h.t.name, err)
 			return nil, errno(err)
 		}

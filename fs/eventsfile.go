@@ -53,6 +53,9 @@ func (n *eventsNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, u
 	closed := t.closed
 	if !closed {
 		t.events[h] = struct{}{}
+		for _, l := range t.refusals { // refusals stay news: the reader may have missed them
+			h.push(l)
+		}
 	}
 	t.mu.Unlock()
 	if closed {

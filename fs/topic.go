@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,6 +36,8 @@ type topic struct {
 	gens     map[uint64]uint64   // publisher id -> last generation seen
 	counters map[uint64]counters // entity id -> counters last seen (events diffs)
 	events   map[*eventsHandle]struct{}
+	reported map[string]bool // refusals already reported (report)
+	refusals []string        // their event lines, shown to events files opened later
 }
 
 type counters struct{ ackTimeouts, dropped uint64 }
@@ -138,6 +141,9 @@ func (t *topic) runMonitor(ctx context.Context, m *monitor) {
 		if ctx.Err() != nil || errors.Is(err, core.ErrClosed) {
 			return
 		}
+		if t.report(err) {
+			continue
+		}
 		t.fs.log.Printf("topic %q: monitor: %v", t.name, err)
 		select { // do not spin on a persistent error
 		case <-ctx.Done():
@@ -146,6 +152,47 @@ func (t *topic) runMonitor(ctx context.Context, m *monitor) {
 		}
 	}
 }
+
+// refusal reports whether err is core refusing a publisher (another user's
+// topic, a registration that does not match shared memory, a corrupt
+// memory file or message): a reader is told once and goes on with the
+// other publishers and messages.
+func refusal(err error) bool {
+	return errors.Is(err, core.ErrPermission) || errors.Is(err, core.ErrUnverified) || errors.Is(err, core.ErrCorrupt)
+}
+
+// report logs a refusal and shows it in the events files ("error ..."),
+// once per topic and distinct message; it reports whether err was one.
+func (t *topic) report(err error) bool {
+	if !refusal(err) {
+		return false
+	}
+	msg := strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, err.Error())
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.reported[msg] || len(t.reported) >= maxReported {
+		return true
+	}
+	if t.reported == nil {
+		t.reported = map[string]bool{}
+	}
+	t.reported[msg] = true
+	t.fs.log.Printf("topic %q: %s", t.name, msg)
+	line := stamp(time.Now()) + " error " + msg + "\n"
+	t.refusals = append(t.refusals, line)
+	for h := range t.events {
+		h.push(line)
+	}
+	return true
+}
+
+// maxReported bounds the refusals a topic remembers (and reports).
+const maxReported = 64
 
 // observe records a message header and emits its events.
 func (t *topic) observe(h core.Header) {

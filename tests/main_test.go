@@ -30,6 +30,7 @@ var children = map[string]func(args []string) int{
 	"reader":   readerChild,
 	"chaospub": chaosPubChild,
 	"chaossub": chaosSubChild,
+	"attacker": attackerChild,
 }
 
 func TestMain(m *testing.M) {
@@ -62,6 +63,11 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	// Tests run the binary as a second user too.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	shmfsBin = filepath.Join(dir, "shmfs")
 	build := exec.Command(goCmd, "build", "-o", shmfsBin, "github.com/shmfs/shmfs/cmd/shmfs")
 	build.Dir = repoRoot

@@ -279,6 +279,9 @@ func (f *File) MaxMessage() int { return int(f.maxMessage) }
 // Creator returns the process that created the file (from its common header).
 func (f *File) Creator() shm.Creator { return f.seg.Creator() }
 
+// Perm returns the file's owner, group and mode (see shm.Segment.Perm).
+func (f *File) Perm() shm.Perm { return f.seg.Perm() }
+
 // Capacity returns the size of the data area recorded in the file (which a
 // reader maps on demand); 0 after Close.
 func (f *File) Capacity() int {
