@@ -27,10 +27,12 @@ var (
 
 // children are the test binary's re-executed roles (testutil.StartChild).
 var children = map[string]func(args []string) int{
-	"reader":   readerChild,
-	"chaospub": chaosPubChild,
-	"chaossub": chaosSubChild,
-	"attacker": attackerChild,
+	"reader":        readerChild,
+	"chaospub":      chaosPubChild,
+	"chaossub":      chaosSubChild,
+	"chaosmountpub": chaosMountPubChild,
+	"chaosmountsub": chaosMountSubChild,
+	"attacker":      attackerChild,
 }
 
 func TestMain(m *testing.M) {
