@@ -106,6 +106,7 @@ func (n *Node) NewPublisher(topic string, o *PublisherOptions) (*Publisher, erro
 	mo := memfile.Options{
 		Mode: opts.Mode, Slots: opts.Window, MinSize: opts.MinSize, Reserve: opts.Reserve,
 		MaxMessage: opts.MaxMessageSize, MaxBuffer: opts.MaxBuffer, Publisher: p.id, Topic: topic,
+		Checksummed: opts.Checksum,
 	}
 	name := shmname.Object(n.cfg.Domain, proc.RandomID())
 	if p.mf, err = memfile.Create(name, mo); err != nil {
@@ -286,7 +287,14 @@ func (p *Publisher) write(o SendOptions, size int, data []byte, fill func([]byte
 		AckTimeoutMs: uint32(min(p.opts.AckTimeout/time.Millisecond, 1<<31)),
 	}
 	if p.opts.Checksum {
-		h.Hash = uint64(crc32.Checksum(payload, castagnoli))
+		// Over the caller's bytes when there are some (Send): then bytes
+		// that change in shared memory while they are copied in are
+		// caught too. SendFunc's payload exists only in shared memory.
+		sum := payload
+		if fill == nil {
+			sum = data
+		}
+		h.Hash = uint64(crc32.Checksum(sum, castagnoli))
 		h.Options |= memfile.OptChecksum
 	}
 	if p.opts.AckTimeout > 0 {

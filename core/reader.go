@@ -77,6 +77,9 @@ type feed struct {
 	// cursor that keeps up has consumed (published in the ack event).
 	ackMu sync.Mutex
 	acked atomic.Uint64
+	// badHead: the head word was found corrupt (reported once until it
+	// is plausible again).
+	badHead atomic.Bool
 }
 
 // cursor is one subscriber's position in one feed.
