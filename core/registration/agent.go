@@ -660,6 +660,9 @@ func (a *Agent) receive() {
 		if len(batch) > 0 {
 			a.handleBatch(arena, batch)
 		}
+		if cap(arena) > 4*maxUDP {
+			arena = nil // a burst's room goes back to the heap
+		}
 		if err != nil {
 			select {
 			case <-a.stop:
