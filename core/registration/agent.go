@@ -685,22 +685,25 @@ func (a *Agent) receive() {
 	}
 }
 
-// handleBatch attributes each datagram of a batch to its sender (one read
-// of the socket table for all that need it) and handles it.
+// handleBatch handles the datagrams of a batch; those that need to be
+// attributed to a uid (see apply) share one read of the socket table.
 func (a *Agent) handleBatch(arena []byte, batch []received) {
 	var owners *socketOwners
+	lookup := func(port uint16) (uint32, bool) {
+		if owners == nil {
+			so := readSocketOwners()
+			owners = &so
+		}
+		return owners.owner(port)
+	}
 	for _, r := range batch {
 		b := arena[r.start:r.end]
 		o := origin{addr: r.from, local: r.from.Addr().IsValid() && a.locals.contains(r.from.Addr())}
 		if len(b) >= HeaderSize {
 			o.sender = le.Uint64(b[8:])
 		}
-		if o.local && !a.isOwn(b, o) {
-			if owners == nil {
-				so := readSocketOwners()
-				owners = &so
-			}
-			o.uid, o.known = owners.owner(r.from.Port())
+		if o.local {
+			o.lookup = lookup
 		}
 		a.handle(b, o)
 	}

@@ -38,7 +38,7 @@ func (a *Agent) handle(b []byte, o origin) {
 		if e.Instance == a.self.Instance && a.own[e.ID] != nil {
 			continue // a forged or stale copy of an own entity: own state wins
 		}
-		if a.apply(e, o, now) {
+		if a.apply(e, &o, now) {
 			query = true
 		}
 	}
@@ -72,11 +72,12 @@ type claim struct {
 // sourceOf returns the source of a datagram; ok is false for a datagram
 // from this host whose sending socket is gone or shared by several users
 // (it cannot be attributed).
-func sourceOf(o origin) (s source, ok bool) {
+func sourceOf(o *origin) (s source, ok bool) {
 	if !o.local {
 		return source{remote: o.addr.Addr()}, o.addr.Addr().IsValid()
 	}
-	return source{uid: o.uid}, o.known
+	uid, known := o.owner()
+	return source{uid: uid}, known
 }
 
 // apply merges one received sample into the registry; mu held. It reports
@@ -89,28 +90,32 @@ func sourceOf(o origin) (s source, ok bool) {
 // nothing); a local sample that claims a process in our PID namespace is
 // believed only from that process's uid (or root); and every source but
 // ours and root's is held to a quota (see fits).
-func (a *Agent) apply(e *Entity, o origin, now time.Time) (query bool) {
+//
+// A sample of a known entity from the very address and agent (sender id)
+// that added it needs no attribution: it comes from the socket that added
+// the entity, whose port nobody else could use while it lived — and once
+// it is closed its agent has unregistered what it had (Close). Only new
+// entities and samples from elsewhere cost a read of the socket table.
+func (a *Agent) apply(e *Entity, o *origin, now time.Time) (query bool) {
 	k := entityKey(e)
 	old := a.entries[k]
-	src, known := sourceOf(o)
 	unregister := e.Flags&FlagUnregister != 0
+	var src source
 	if old != nil {
 		m := a.meta[k]
-		if !known || m.src != src {
+		if o.addr.IsValid() && m.addr == o.addr && m.sender == o.sender {
+			src = m.src
+		} else {
+			s, known := sourceOf(o)
 			switch {
-			case unregister && o.local && !o.known && m.sender == o.sender && m.addr == o.addr:
-				// The agent that added the entity sent this and closed its
-				// socket since (Close: unregistrations, then the socket
-				// goes). Nobody else could send from that address while
-				// the socket lived, and once it is closed its agent has
-				// unregistered everything it had.
 			case !known:
 				a.stats.unverified.Add(1)
 				return false
-			default:
+			case s != m.src:
 				a.stats.spoofed.Add(1)
 				return false
 			}
+			src = s
 		}
 		if e.Seq <= old.Seq {
 			a.stats.stale.Add(1)
@@ -120,9 +125,13 @@ func (a *Agent) apply(e *Entity, o origin, now time.Time) (query bool) {
 			a.stats.spoofed.Add(1) // an entity's process cannot change
 			return false
 		}
-	} else if !unregister && !known {
-		a.stats.unverified.Add(1)
-		return false
+	} else if !unregister {
+		s, known := sourceOf(o)
+		if !known {
+			a.stats.unverified.Add(1)
+			return false
+		}
+		src = s
 	}
 	a.stats.samplesReceived.Add(1)
 	if unregister {

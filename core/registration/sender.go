@@ -29,6 +29,20 @@ type origin struct {
 	local  bool           // addr is an address of this host
 	known  bool           // local, and exactly one uid owns sockets on its port
 	uid    uint32         // that uid
+	// lookup, when set, fills known and uid on first use (owner): the
+	// socket table is read only for datagrams that need it, once per
+	// batch.
+	lookup func(port uint16) (uint32, bool)
+	looked bool
+}
+
+// owner returns the uid owning the source port, if exactly one does.
+func (o *origin) owner() (uint32, bool) {
+	if o.lookup != nil && !o.looked {
+		o.uid, o.known = o.lookup(o.addr.Port())
+		o.looked = true
+	}
+	return o.uid, o.known
 }
 
 // source is the unit that quotas and entity ownership are counted in: the
