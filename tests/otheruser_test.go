@@ -178,9 +178,8 @@ func rss(t *testing.T, pid int) int64 {
 // each may grow a process: the attacker's uid holds at most MaxSourceBytes
 // (4 MiB, counted as encoded size + 256 per entity) of each registry; the
 // rest of the growth is the garbage of decoding what is then dropped,
-// which the Go runtime gives back to the system only lazily. Without the
-// bound each flood added about 35 MB to every process (until the old
-// 64 MiB registry cap).
+// which the Go runtime gives back to the system only lazily. Before the
+// bound, one such flood added about 100 MB to every process (issue 10).
 const floodGrowthLimit = 48 << 20
 
 // 2300 large fake publisher samples (the issue saw +100 MB in every
