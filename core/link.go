@@ -84,8 +84,17 @@ func (l *link) close() {
 // ring wakes the subscriber process's waiter, if one sleeps.
 func (l *link) ring() { l.bell.Set() }
 
-// acked returns the newest clock the subscriber process acknowledged.
-func (l *link) acked() uint64 { return l.ack.Value() }
+// acked returns the newest clock the subscriber process acknowledged. The
+// word is shared memory: a value beyond limit (the newest clock the
+// publisher sent) acknowledges messages that do not exist, so it is
+// corrupt and counts as nothing — else it would let the publisher
+// overwrite freely, for as long as it trusted it.
+func (l *link) acked(limit uint64) uint64 {
+	if v := l.ack.Value(); v <= limit {
+		return v
+	}
+	return 0
+}
 
 // attached reports whether the subscriber process reads this publisher
 // (it clears the word when none of its subscribers takes the messages).
@@ -97,13 +106,14 @@ func (l *link) attached() bool {
 // errLinkGone: the subscriber process died or detached during an ack wait.
 var errLinkGone = errors.New("subscriber process gone")
 
-// awaitAck waits until the subscriber process acknowledged clock target,
-// until deadline, ctx is done or stop reports true (ErrClosed). A process
-// that dies or detaches ends the wait with errLinkGone within ackSlice.
-func (l *link) awaitAck(ctx context.Context, target uint64, deadline time.Time, stop func() bool) error {
+// awaitAck waits until the subscriber process acknowledged clock target
+// (limit: the newest clock sent, see acked), until deadline, ctx is done
+// or stop reports true (ErrClosed). A process that dies or detaches ends
+// the wait with errLinkGone within ackSlice.
+func (l *link) awaitAck(ctx context.Context, target, limit uint64, deadline time.Time, stop func() bool) error {
 	for {
 		seq := l.ack.Seq()
-		if l.ack.Value() >= target {
+		if l.acked(limit) >= target {
 			return nil
 		}
 		if err := ctx.Err(); err != nil {

@@ -322,9 +322,10 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 func (p *Publisher) awaitAcks(ctx context.Context, need, target uint64, procs []*subProc) error {
 	var deadline time.Time
 	var late []string
+	limit := p.w.Clock() // no acknowledgement can go beyond what was sent
 	for _, sp := range procs {
 		if sp.lagging {
-			if sp.acked() < sp.catchUp {
+			if sp.acked(limit) < sp.catchUp {
 				continue
 			}
 			sp.lagging = false
@@ -332,7 +333,7 @@ func (p *Publisher) awaitAcks(ctx context.Context, need, target uint64, procs []
 		if sp.known >= need {
 			continue
 		}
-		if sp.known = sp.acked(); sp.known >= need || !sp.attached() {
+		if sp.known = sp.acked(limit); sp.known >= need || !sp.attached() {
 			continue
 		}
 		if deadline.IsZero() {
@@ -343,8 +344,8 @@ func (p *Publisher) awaitAcks(ctx context.Context, need, target uint64, procs []
 				q.ring()
 			}
 		}
-		err := sp.awaitAck(ctx, target, deadline, p.closed.Load)
-		sp.known = sp.acked()
+		err := sp.awaitAck(ctx, target, limit, deadline, p.closed.Load)
+		sp.known = sp.acked(limit)
 		switch {
 		case err == nil, errors.Is(err, errLinkGone):
 		case errors.Is(err, ErrAckTimeout):
