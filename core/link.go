@@ -35,10 +35,11 @@ const ackSlice = 10 * time.Millisecond
 // process inst created for the publisher's memory file memfile. Each must
 // have been created by that very process (instance, pid and start time),
 // which must be alive: a registration cannot make a publisher open, ring or
-// trust another process's objects.
-func openLink(bellName, ackName string, inst uint64, peer proc.Identity) (*link, error) {
+// trust another process's objects. owner is the subscriber process's uid,
+// which may own them besides ours and root.
+func openLink(bellName, ackName string, inst uint64, peer proc.Identity, owner uint32) (*link, error) {
 	open := func(name string) (*event.Event, error) {
-		e, err := event.Open(name, event.Options{})
+		e, err := event.Open(name, event.Options{Owner: owner})
 		if err != nil {
 			return nil, err
 		}
@@ -83,8 +84,17 @@ func (l *link) close() {
 // ring wakes the subscriber process's waiter, if one sleeps.
 func (l *link) ring() { l.bell.Set() }
 
-// acked returns the newest clock the subscriber process acknowledged.
-func (l *link) acked() uint64 { return l.ack.Value() }
+// acked returns the newest clock the subscriber process acknowledged. The
+// word is shared memory: a value beyond limit (the newest clock the
+// publisher sent) acknowledges messages that do not exist, so it is
+// corrupt and counts as nothing — else it would let the publisher
+// overwrite freely, for as long as it trusted it.
+func (l *link) acked(limit uint64) uint64 {
+	if v := l.ack.Value(); v <= limit {
+		return v
+	}
+	return 0
+}
 
 // attached reports whether the subscriber process reads this publisher
 // (it clears the word when none of its subscribers takes the messages).
@@ -96,13 +106,14 @@ func (l *link) attached() bool {
 // errLinkGone: the subscriber process died or detached during an ack wait.
 var errLinkGone = errors.New("subscriber process gone")
 
-// awaitAck waits until the subscriber process acknowledged clock target,
-// until deadline, ctx is done or stop reports true (ErrClosed). A process
-// that dies or detaches ends the wait with errLinkGone within ackSlice.
-func (l *link) awaitAck(ctx context.Context, target uint64, deadline time.Time, stop func() bool) error {
+// awaitAck waits until the subscriber process acknowledged clock target
+// (limit: the newest clock sent, see acked), until deadline, ctx is done
+// or stop reports true (ErrClosed). A process that dies or detaches ends
+// the wait with errLinkGone within ackSlice.
+func (l *link) awaitAck(ctx context.Context, target, limit uint64, deadline time.Time, stop func() bool) error {
 	for {
 		seq := l.ack.Seq()
-		if l.ack.Value() >= target {
+		if l.acked(limit) >= target {
 			return nil
 		}
 		if err := ctx.Err(); err != nil {

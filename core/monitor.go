@@ -32,9 +32,13 @@ type Monitor struct {
 	mu      sync.Mutex
 	feeds   map[uint64]*monitorFeed // by publisher entity id
 	refused map[string]bool         // publisher id + memory file: not retried
-	last    Header                  // newest message of a publisher that went away
-	hasLast bool
-	closed  bool
+	// reported are the refusals Errors handed out or holds (reportKey),
+	// at most maxReports; pending are those not yet handed out.
+	reported map[string]bool
+	pending  []error
+	last     Header // newest message of a publisher that went away
+	hasLast  bool
+	closed   bool
 }
 
 // monitorFeed is a Monitor's view of one publisher's memory file.
@@ -57,7 +61,7 @@ func (n *Node) Monitor(topic string) (*Monitor, error) {
 	if err := registration.CheckTopic(topic); err != nil {
 		return nil, invalidTopic(err)
 	}
-	m := &Monitor{node: n, topic: topic, feeds: map[uint64]*monitorFeed{}, refused: map[string]bool{}}
+	m := &Monitor{node: n, topic: topic, feeds: map[uint64]*monitorFeed{}, refused: map[string]bool{}, reported: map[string]bool{}}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
@@ -125,6 +129,19 @@ func (m *Monitor) Follow(fn func(Header)) int {
 	return n
 }
 
+// Errors returns the publishers the monitor refused since the last call
+// (another user's topic, an announcement that does not match shared
+// memory: ErrPermission, ErrUnverified, ...), each refusal once, as a
+// subscriber's Receive reports them; at most 64 over the monitor's life.
+func (m *Monitor) Errors() []error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_ = m.syncLocked()
+	errs := m.pending
+	m.pending = nil
+	return errs
+}
+
 // Close releases the monitor's mappings. Later calls find nothing.
 func (m *Monitor) Close() error {
 	m.mu.Lock()
@@ -174,6 +191,10 @@ func (m *Monitor) syncLocked() error {
 			// final for this file.
 			if !errors.Is(err, ErrClosed) {
 				m.refused[key] = true
+			}
+			if k, ok := reportKey(e, err); ok && !m.reported[k] && len(m.reported) < maxReports {
+				m.reported[k] = true
+				m.pending = append(m.pending, err)
 			}
 			continue
 		}

@@ -350,6 +350,12 @@ func (n *Node) removeSubscriber(s *Subscriber) {
 	}
 }
 
+// RegistryStats returns the counters of the node's registration agent:
+// what it received, and what it refused and why (DroppedQuota,
+// DroppedFull, Evicted, DroppedSpoofed, DroppedUnverified; see
+// docs/protocol.md, "Registration").
+func (n *Node) RegistryStats() registration.Stats { return n.agent.Stats() }
+
 // Topics returns every topic known in the domain, local and discovered,
 // sorted by name.
 func (n *Node) Topics() []TopicInfo {

@@ -32,11 +32,15 @@ type Publisher struct {
 	w      *memfile.Writer
 	ready  bool
 
-	// procsMu guards procs; the active list is rebuilt under it whenever
-	// procs changes and read by Send without locks.
+	// procsMu guards procs and denied; the active list is rebuilt under
+	// it whenever procs changes and read by Send without locks.
 	procsMu sync.Mutex
 	procs   map[uint64]*subProc // by subscriber process instance
-	active  atomic.Pointer[[]*subProc]
+	// denied are the subscriber processes known from registration that
+	// may not read the memory file (another user, not in its group): not
+	// linked, not waited for. By instance.
+	denied map[uint64]*PermissionError
+	active atomic.Pointer[[]*subProc]
 
 	sent, ackTimeouts, grows, lost atomic.Uint64
 	closed                         atomic.Bool
@@ -101,11 +105,12 @@ func (n *Node) NewPublisher(topic string, o *PublisherOptions) (*Publisher, erro
 	}
 	p := &Publisher{
 		node: n, topic: topic, id: proc.RandomID(), opts: opts,
-		created: time.Now(), procs: map[uint64]*subProc{},
+		created: time.Now(), procs: map[uint64]*subProc{}, denied: map[uint64]*PermissionError{},
 	}
 	mo := memfile.Options{
 		Mode: opts.Mode, Slots: opts.Window, MinSize: opts.MinSize, Reserve: opts.Reserve,
 		MaxMessage: opts.MaxMessageSize, MaxBuffer: opts.MaxBuffer, Publisher: p.id, Topic: topic,
+		Checksummed: opts.Checksum,
 	}
 	name := shmname.Object(n.cfg.Domain, proc.RandomID())
 	if p.mf, err = memfile.Create(name, mo); err != nil {
@@ -293,7 +298,14 @@ func (p *Publisher) write(o SendOptions, size int, data []byte, fill func([]byte
 		AckTimeoutMs: uint32(min(p.opts.AckTimeout/time.Millisecond, 1<<31)),
 	}
 	if p.opts.Checksum {
-		h.Hash = uint64(crc32.Checksum(payload, castagnoli))
+		// Over the caller's bytes when there are some (Send): then bytes
+		// that change in shared memory while they are copied in are
+		// caught too. SendFunc's payload exists only in shared memory.
+		sum := payload
+		if fill == nil {
+			sum = data
+		}
+		h.Hash = uint64(crc32.Checksum(sum, castagnoli))
 		h.Options |= memfile.OptChecksum
 	}
 	if p.opts.AckTimeout > 0 {
@@ -321,9 +333,10 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 func (p *Publisher) awaitAcks(ctx context.Context, need, target uint64, procs []*subProc) error {
 	var deadline time.Time
 	var late []string
+	limit := p.w.Clock() // no acknowledgement can go beyond what was sent
 	for _, sp := range procs {
 		if sp.lagging {
-			if sp.acked() < sp.catchUp {
+			if sp.acked(limit) < sp.catchUp {
 				continue
 			}
 			sp.lagging = false
@@ -331,7 +344,7 @@ func (p *Publisher) awaitAcks(ctx context.Context, need, target uint64, procs []
 		if sp.known >= need {
 			continue
 		}
-		if sp.known = sp.acked(); sp.known >= need || !sp.attached() {
+		if sp.known = sp.acked(limit); sp.known >= need || !sp.attached() {
 			continue
 		}
 		if deadline.IsZero() {
@@ -342,8 +355,8 @@ func (p *Publisher) awaitAcks(ctx context.Context, need, target uint64, procs []
 				q.ring()
 			}
 		}
-		err := sp.awaitAck(ctx, target, deadline, p.closed.Load)
-		sp.known = sp.acked()
+		err := sp.awaitAck(ctx, target, limit, deadline, p.closed.Load)
+		sp.known = sp.acked(limit)
 		switch {
 		case err == nil, errors.Is(err, errLinkGone):
 		case errors.Is(err, ErrAckTimeout):
@@ -398,11 +411,12 @@ func (p *Publisher) WouldWait() bool {
 		return false
 	}
 	need := next - w + 1 // what Send must see acknowledged after writing next
+	limit := next - 1    // no acknowledgement can go beyond what was sent
 	for _, sp := range p.activeProcs() {
-		if sp.lagging && sp.acked() < sp.catchUp {
+		if sp.lagging && sp.acked(limit) < sp.catchUp {
 			continue
 		}
-		if sp.attached() && sp.acked() < need {
+		if sp.attached() && sp.acked(limit) < need {
 			return true
 		}
 	}
@@ -454,17 +468,52 @@ func (p *Publisher) awaitSubscribers(ctx context.Context) error {
 // allAttached reports whether every local subscriber process that
 // registration knows for the topic is linked: it made its ack event, so it
 // reads this publisher from a cursor that predates any message sent now
-// (or it takes none of them: the event is not attached).
+// (or it takes none of them: the event is not attached). Processes that
+// may not read the topic are not waited for.
 func (p *Publisher) allAttached() bool {
-	want := p.node.subscriberProcs(p.topic)
+	return len(p.unattached(p.node.subscriberProcs(p.topic), false)) == 0
+}
+
+// UnattachedSubscriber is a subscriber process that registration announces
+// for a publisher's topic but that is not attached to the publisher.
+type UnattachedSubscriber struct {
+	PID int32
+	UID uint32 // the process's uid, from /proc
+	// Err is a *PermissionError when the process may not read the topic
+	// (another user, not in the memory file's group); nil when it could
+	// but did not attach (yet).
+	Err error
+}
+
+// Unattached returns the live local subscriber processes of the topic that
+// registration knows but that are not attached to this publisher: those
+// that may not read it, and those that did not attach (a process that
+// never managed to open the memory file, or that is just starting).
+func (p *Publisher) Unattached() []UnattachedSubscriber {
+	p.node.reconcile(p.topic)
+	return p.unattached(p.node.subscriberProcs(p.topic), true)
+}
+
+// unattached lists the processes of want (subscriberProcs) that are alive
+// and not linked; with denied, also those that may not read the topic.
+func (p *Publisher) unattached(want map[uint64]registration.Entity, denied bool) []UnattachedSubscriber {
 	p.procsMu.Lock()
 	defer p.procsMu.Unlock()
+	var out []UnattachedSubscriber
 	for inst, e := range want {
-		if p.procs[inst] == nil && (proc.Identity{PID: e.PID, StartTime: e.StartTime}).Alive() {
-			return false
+		if p.procs[inst] != nil || !(proc.Identity{PID: e.PID, StartTime: e.StartTime}).Alive() {
+			continue
 		}
+		u := UnattachedSubscriber{PID: e.PID, UID: e.UID}
+		if pe := p.denied[inst]; pe != nil {
+			if !denied {
+				continue
+			}
+			u.Err = pe
+		}
+		out = append(out, u)
 	}
-	return true
+	return out
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
@@ -513,7 +562,11 @@ func (p *Publisher) syncProcs(want map[uint64]registration.Entity) {
 			continue
 		}
 		who := proc.Identity{PID: e.PID, StartTime: e.StartTime}
-		l, err := openLink(e.MemFiles[0], event.AckName(p.mf.Name(), inst), inst, who)
+		owner, err := p.mayLink(inst, e)
+		if err != nil {
+			continue
+		}
+		l, err := openLink(e.MemFiles[0], event.AckName(p.mf.Name(), inst), inst, who, owner)
 		if err != nil {
 			// The ack event appears once the process attached to this
 			// publisher: retried on the next change or refresh, and while
@@ -523,9 +576,34 @@ func (p *Publisher) syncProcs(want map[uint64]registration.Entity) {
 		p.procs[inst] = &subProc{inst: inst, bellName: e.MemFiles[0], link: l}
 		changed = true
 	}
+	for inst := range p.denied {
+		if _, ok := want[inst]; !ok {
+			delete(p.denied, inst)
+		}
+	}
 	if changed || p.active.Load() == nil {
 		p.procsChanged()
 	}
+}
+
+// mayLink decides whether subscriber process e (instance inst) may read
+// the memory file, by its credentials in /proc: it returns the uid its
+// objects may be owned by, or the refusal (also recorded in p.denied, for
+// Unattached). procsMu held.
+func (p *Publisher) mayLink(inst uint64, e registration.Entity) (uint32, error) {
+	c, err := proc.ReadCreds(int(e.PID))
+	if err != nil {
+		return 0, err
+	}
+	perm := p.mf.Perm()
+	if !mayRead(c, perm) {
+		pe := &PermissionError{Topic: p.topic, Owner: perm.UID, Mode: perm.Mode, PID: e.PID,
+			Why: fmt.Sprintf("subscriber pid %d (uid %d) may not read it", e.PID, c.UIDs[0])}
+		p.denied[inst] = pe
+		return 0, pe
+	}
+	delete(p.denied, inst)
+	return c.UIDs[3], nil
 }
 
 // Close unregisters the publisher and removes its memory file. In ack mode

@@ -29,12 +29,18 @@ type topicReader struct {
 	topic string
 	bell  *event.Event
 
-	// mu guards subs, feeds, refused and the waiter state; the lists are
-	// also published as copies (subList, feedList) for lock-free reading.
-	mu       sync.Mutex
-	subs     map[*Subscriber]struct{}
-	feeds    map[uint64]*feed // by publisher entity id
-	refused  map[string]bool  // publisher id + memory file: reported once
+	// mu guards subs, feeds, refused, reported and the waiter state; the
+	// lists are also published as copies (subList, feedList) for lock-free
+	// reading.
+	mu    sync.Mutex
+	subs  map[*Subscriber]struct{}
+	feeds map[uint64]*feed // by publisher entity id
+	// refused are announced publishers (id: memory file) that failed
+	// verification: not tried again while registration announces them so.
+	refused map[uint64]string
+	// reported are the refusals told to the subscribers, each once (see
+	// reportKey); at most maxReports.
+	reported map[string]bool
 	subList  atomic.Pointer[[]*Subscriber]
 	leading  bool          // a goroutine sleeps on the bell
 	waking   chan struct{} // closed when the leader's sleep ends
@@ -71,6 +77,9 @@ type feed struct {
 	// cursor that keeps up has consumed (published in the ack event).
 	ackMu sync.Mutex
 	acked atomic.Uint64
+	// badHead: the head word was found corrupt (reported once until it
+	// is plausible again).
+	badHead atomic.Bool
 }
 
 // cursor is one subscriber's position in one feed.
@@ -105,7 +114,7 @@ func (n *Node) readerLocked(topic string) (*topicReader, error) {
 	}
 	t := &topicReader{
 		node: n, topic: topic, bell: bell,
-		subs: map[*Subscriber]struct{}{}, feeds: map[uint64]*feed{}, refused: map[string]bool{},
+		subs: map[*Subscriber]struct{}{}, feeds: map[uint64]*feed{}, refused: map[uint64]string{}, reported: map[string]bool{},
 		waking: make(chan struct{}), heldSince: map[*feed]time.Time{},
 	}
 	t.subList.Store(&[]*Subscriber{})
@@ -272,9 +281,8 @@ func (c *cursor) consumed(clock uint64) {
 // message it sends from then on can fall before a cursor. Problems are
 // reported once to the topic's subscribers. Caller holds no lock.
 func (t *topicReader) addFeed(e registration.Entity) {
-	key := fmt.Sprintf("%016x/%s", e.ID, e.MemFiles[0])
 	t.mu.Lock()
-	if t.closed || t.feeds[e.ID] != nil || t.refused[key] {
+	if m, ok := t.refused[e.ID]; t.closed || t.feeds[e.ID] != nil || (ok && m == e.MemFiles[0]) {
 		t.mu.Unlock()
 		return
 	}
@@ -296,14 +304,16 @@ func (t *topicReader) addFeed(e registration.Entity) {
 		if f.anyAccepting() {
 			attached = proc.Self()
 		}
-		if f.l.ack, err = createAck(f.mf.Name(), attached); err != nil {
+		share := t.shareWith(f.mf.Perm())
+		if f.l.ack, err = createAck(f.mf.Name(), attached, share); err != nil {
 			f.mf.Close()
 			err = fmt.Errorf("topic %q: %w", t.topic, err)
 		}
 	}
 	if err != nil {
-		if !t.refused[key] {
-			t.refused[key] = true
+		t.refused[e.ID] = e.MemFiles[0]
+		if k, ok := reportKey(e, err); ok && !t.reported[k] && len(t.reported) < maxReports {
+			t.reported[k] = true
 			for s := range t.subs {
 				s.report(err)
 			}
@@ -319,6 +329,28 @@ func (t *topicReader) addFeed(e registration.Entity) {
 	// taken.
 	f.recomputeAck()
 	t.announceLocked()
+}
+
+// maxReports bounds the refusals a topic's subscribers are told about: a
+// hostile user could otherwise announce fake publishers without end.
+const maxReports = 64
+
+// reportKey says whether a refusal is worth telling the subscribers, and
+// what makes it the same refusal again: a publisher (process) of another
+// user is reported once per process; an announcement that does not match
+// shared memory once per memory file it named (forged announcements of one
+// file in any number count once). A publisher that closed, or a memory
+// file that is gone, is not news.
+func reportKey(e registration.Entity, err error) (string, bool) {
+	switch {
+	case errors.Is(err, ErrClosed):
+		return "", false
+	case errors.Is(err, ErrPermission):
+		return fmt.Sprintf("permission/%d/%d", e.PID, e.StartTime), true
+	case errors.Is(err, ErrUnverified):
+		return "unverified/" + e.MemFiles[0], true
+	}
+	return "other/" + e.MemFiles[0], true
 }
 
 // files returns what the topic's subscriber entities announce as their
@@ -372,20 +404,31 @@ func openPublisherFile(e registration.Entity, topic string) (*memfile.File, erro
 	if err != nil {
 		return nil, fmt.Errorf("%w: publisher %016x of topic %q: %v", ErrUnverified, e.ID, topic, err)
 	}
+	// The file may be owned by the publisher process's uid (the kernel's
+	// word, not the announcement's); whether we take that user's messages
+	// is decided below, from the file's own owner and mode.
 	mf, err := memfile.Open(name, memfile.OpenOptions{ReadOnly: true, Owner: owner})
 	if err != nil {
 		if errors.Is(err, memfile.ErrPermission) {
-			return nil, fmt.Errorf("%w: topic %q: cannot read publisher pid %d's memory file: %w", ErrPermission, topic, e.PID, err)
+			pe := openDenied(topic, name, e.PID)
+			if pe.Owner == 0 && pe.Mode == 0 { // the name is gone: say what open said
+				pe.Why = err.Error()
+			}
+			return nil, pe
 		}
 		return nil, shmError(fmt.Sprintf("topic %q: open publisher pid %d's memory file", topic, e.PID), err)
 	}
 	fail := func(err error) (*memfile.File, error) { mf.Close(); return nil, err }
 	if err := checkCreator(mf.Creator(), e.Instance, who); err != nil {
-		return fail(fmt.Errorf("topic %q: memory file %s: %w", topic, name, err))
+		return fail(fmt.Errorf("topic %q: memory file %s (publisher %016x of topic %q): %w", topic, name, mf.Publisher(), mf.Topic(), err))
 	}
 	if mf.Publisher() != e.ID || mf.Topic() != topic {
 		return fail(fmt.Errorf("%w: memory file %s belongs to publisher %016x of topic %q, registration announced publisher %016x of topic %q",
 			ErrUnverified, name, mf.Publisher(), mf.Topic(), e.ID, topic))
+	}
+	if p := mf.Perm(); !trustsPublisher(p) {
+		return fail(&PermissionError{Topic: topic, Owner: p.UID, Mode: p.Mode, PID: e.PID,
+			Why: fmt.Sprintf("publisher pid %d is another user's and does not share the topic with a group of ours (its group %d); its messages are ignored", e.PID, p.GID)})
 	}
 	if mf.Closed() {
 		return fail(fmt.Errorf("%w: topic %q: publisher %016x closed", ErrClosed, topic, e.ID))
@@ -393,10 +436,35 @@ func openPublisherFile(e registration.Entity, topic string) (*memfile.File, erro
 	return mf, nil
 }
 
-// createAck creates this process's ack event for a publisher's memory file.
-func createAck(memfileName string, attached proc.Identity) (*event.Event, error) {
+// shareWith returns the group this process's events for a publisher with
+// memory file permissions p must be shared with, or -1: a publisher of
+// another user (not root, who needs no permission) that shares its topic
+// with a group of ours must be able to ring our bell and read our
+// acknowledgements. The topic's bell is shared with the first such group;
+// a publisher of another group then cannot ring it (the subscribers still
+// find its messages, at their next periodic look, within a second).
+// Caller holds t.mu.
+func (t *topicReader) shareWith(p shm.Perm) int64 {
+	if p.UID == me().UIDs[1] || p.UID == 0 {
+		return -1
+	}
+	if bp := t.bell.Perm(); bp.Mode&0o060 == 0 {
+		_ = t.bell.Share(p.GID)
+	}
+	return int64(p.GID)
+}
+
+// createAck creates this process's ack event for a publisher's memory file,
+// shared with group share unless it is -1.
+func createAck(memfileName string, attached proc.Identity, share int64) (*event.Event, error) {
 	name := event.AckName(memfileName, proc.InstanceID())
 	ack, err := event.Create(name, event.Options{Attached: attached})
+	if err == nil && share >= 0 {
+		if err = ack.Share(uint32(share)); err != nil {
+			_ = ack.Destroy()
+			return nil, shmError("share ack event", err)
+		}
+	}
 	if errors.Is(err, shm.ErrExist) {
 		// Left by an earlier feed of this process that could not remove
 		// it: reuse it if it is ours.
@@ -476,6 +544,11 @@ func (f *feed) releaseLocked() {
 // those that are really gone.
 func (t *topicReader) sync(want map[uint64]registration.Entity) {
 	t.mu.Lock()
+	for id := range t.refused {
+		if _, ok := want[id]; !ok {
+			delete(t.refused, id) // forget refusals registration forgot
+		}
+	}
 	var gone []*feed
 	for id, f := range t.feeds {
 		if e, ok := want[id]; ok && e.MemFiles[0] == f.mf.Name() && !f.mf.Closed() {

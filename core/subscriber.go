@@ -346,6 +346,17 @@ func (s *Subscriber) takeFrom(c *cursor, own bool, fn func(Header, []byte) error
 		h, view, err := f.mf.Read(next)
 		if err != nil {
 			if errors.Is(err, memfile.ErrOverwritten) {
+				if !f.mf.Plausible(head) {
+					// The head word is corrupt: skipping towards it would
+					// lose what follows. Wait for the publisher's next
+					// commit, which rewrites it (a dead publisher's feed
+					// goes).
+					if f.badHead.CompareAndSwap(false, true) {
+						return false, fmt.Errorf("%w: topic %q publisher pid %d: head %d is not a message of the file", ErrCorrupt, s.topic, f.info.PID, head)
+					}
+					return false, nil
+				}
+				f.badHead.Store(false)
 				// Fell a window behind: skip to the oldest message the
 				// ring can still hold.
 				skip := next + 1
@@ -384,30 +395,49 @@ func (s *Subscriber) takeFrom(c *cursor, own bool, fn func(Header, []byte) error
 				continue // overwritten while copying: counted on the next Read
 			}
 		}
-		if s.opts.VerifyChecksum && h.Options&memfile.OptChecksum != 0 && crc32.Checksum(data, castagnoli) != uint32(h.Hash) {
+		// A file whose publisher checksums every message (it says so
+		// since its creation) and a message without its checksum: the
+		// options word is corrupt, so the payload cannot be trusted.
+		unsummed := h.Options&memfile.OptChecksum == 0 && f.mf.Checksummed()
+		if s.opts.VerifyChecksum && (unsummed || h.Options&memfile.OptChecksum != 0 && crc32.Checksum(data, castagnoli) != uint32(h.Hash)) {
 			if hdr.ZeroCopy && !f.mf.Intact(next) {
 				continue // overwritten while checked
 			}
 			s.miss(c, 1)
 			s.checksumErrors.Add(1)
 			c.consumed(next)
-			return false, fmt.Errorf("%w: topic %q publisher %016x clock %d (%d bytes)", ErrChecksum, s.topic, f.info.ID, h.Clock, h.Size)
+			why := ""
+			if unsummed {
+				why = ": no checksum in a file whose publisher checksums every message"
+			}
+			return false, fmt.Errorf("%w: topic %q publisher %016x clock %d (%d bytes)%s", ErrChecksum, s.topic, f.info.ID, h.Clock, h.Size, why)
 		}
 		c.dropped = 0
 		s.dropped.Add(h.Lost)
-		err = s.call(c, next, hdr, data, fn)
+		recheck := hdr.ZeroCopy && s.opts.VerifyChecksum && h.Options&memfile.OptChecksum != 0
+		err = s.call(c, next, hdr, data, fn, recheck)
 		return true, err
 	}
 }
 
 // call runs fn and consumes the message afterwards, also when fn panics. A
 // zero-copy view overwritten meanwhile is reported (ErrOverrun).
-func (s *Subscriber) call(c *cursor, clock uint64, h Header, data []byte, fn func(Header, []byte) error) (err error) {
+//
+// With recheck (a zero-copy view of a checksummed message, VerifyChecksum)
+// the checksum is verified again after the callback: a view is shared
+// memory, which a process that may write the file can change at any time;
+// a view that changed under the callback is reported (ErrChecksum).
+func (s *Subscriber) call(c *cursor, clock uint64, h Header, data []byte, fn func(Header, []byte) error, recheck bool) (err error) {
 	defer c.consumed(clock)
 	err = fn(h, data)
 	if h.ZeroCopy && !c.f.mf.Intact(clock) {
 		s.dropped.Add(1)
 		return errors.Join(fmt.Errorf("%w: topic %q clock %d", ErrOverrun, s.topic, clock), err)
+	}
+	if recheck && crc32.Checksum(data, castagnoli) != uint32(h.Hash) {
+		s.dropped.Add(1)
+		s.checksumErrors.Add(1)
+		return errors.Join(fmt.Errorf("%w: topic %q clock %d: the zero-copy view changed during the callback", ErrChecksum, s.topic, clock), err)
 	}
 	s.received.Add(1)
 	return err

@@ -48,6 +48,7 @@ type subscriber interface {
 type monitor interface {
 	Latest() (core.Header, bool)
 	Follow(fn func(core.Header)) int
+	Errors() []error // publishers refused since the last call
 	Close() error
 }
 

@@ -210,6 +210,8 @@ func (h *dataHandle) nextLocked() (core.Message, bool, syscall.Errno) {
 		switch {
 		case errors.Is(err, core.ErrClosed):
 			return core.Message{}, true, 0
+		case err != nil && h.t.report(err):
+			continue // a refused publisher: the others' messages flow
 		case err != nil:
 			h.t.fs.log.Printf("topic %q: receive: %v", h.t.name, err)
 			return core.Message{}, false, errno(err)
@@ -233,6 +235,8 @@ func (h *dataHandle) receive(ctx context.Context) (core.Message, syscall.Errno) 
 			return core.Message{}, 0 // shutdown: EOF
 		case err != nil && ctx.Err() != nil:
 			return core.Message{}, syscall.EINTR
+		case err != nil && h.t.report(err):
+			continue // a refused publisher: the others' messages flow
 		case err != nil:
 			h.t.fs.log.Printf("topic %q: receive: %v", h.t.name, err)
 			return core.Message{}, errno(err)

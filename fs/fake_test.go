@@ -176,6 +176,8 @@ func (m *fakeMonitor) Follow(fn func(core.Header)) int {
 	return len(q)
 }
 
+func (m *fakeMonitor) Errors() []error { return nil } // the fake refuses no publisher
+
 func (m *fakeMonitor) Close() error {
 	m.b.mu.Lock()
 	delete(m.b.mons, m)

@@ -22,10 +22,12 @@ func TestMain(m *testing.M) {
 		"corepub": childCorePub,
 		"coresub": childCoreSub,
 		"goread":  childGoRead,
+		"cycler":  childCycler,
 	}
 	for k, v := range benchChildren {
 		children[k] = v
 	}
+
 	testutil.Main(m, children)
 }
 

@@ -245,7 +245,7 @@ func (s *Server) unmount() {
 	select {
 	case <-s.served: // already unmounted from outside
 	default:
-		if uerr := s.srv.Unmount(); uerr != nil {
+		if uerr := s.unmountBounded(); uerr != nil {
 			err := fmt.Errorf("%w: %s: %v", ErrBusy, s.mountpoint, uerr)
 			if derr := detach(s.mountpoint); derr != nil {
 				err = fmt.Errorf("%w; detach: %v", err, derr)
@@ -262,6 +262,35 @@ func (s *Server) unmount() {
 		// our side anyway; the rest ends with the process or the last file.
 	}
 	s.finish()
+}
+
+// unmountWait bounds how long the serve loops may take to end after the
+// unmount: they end at once unless another mount namespace holds a copy of
+// the mount.
+const unmountWait = 2 * time.Second
+
+// unmountBounded unmounts through go-fuse, which then waits for its request
+// loops without a bound. They end when the kernel ends the connection —
+// which it does not while another mount namespace (a process that unshared
+// it while mounted: a container, `unshare -m`) holds a copy of the mount.
+// After unmountWait the connection is aborted (fusectl) so that they end;
+// if even that fails the loops are left to end with the process.
+func (s *Server) unmountBounded() error {
+	unmounted := make(chan error, 1)
+	go func() { unmounted <- s.srv.Unmount() }()
+	select {
+	case err := <-unmounted:
+		return err
+	case <-time.After(unmountWait):
+	}
+	s.fs.log.Printf("%s: unmounted, but the kernel still serves a copy of the mount (another mount namespace holds it): aborting the connection", s.mountpoint)
+	abortConnection(s.conn)
+	select {
+	case err := <-unmounted:
+		return err
+	case <-time.After(unmountWait):
+		return nil
+	}
 }
 
 func (s *Server) setShutdownErr(err error) {

@@ -22,7 +22,11 @@ import (
 // entries are hidden while mounted.
 func prepareMountpoint(mp string, logger *log.Logger) error {
 	for range 8 { // stale mounts may be stacked
-		_, err := os.Stat(mp)
+		// statfs, not stat: the kernel answers stat from its attribute
+		// cache for a while after the daemon died; statfs always asks
+		// the daemon.
+		var sfs unix.Statfs_t
+		err := unix.Statfs(mp, &sfs)
 		if !errors.Is(err, syscall.ENOTCONN) && !errors.Is(err, syscall.ECONNABORTED) {
 			break
 		}

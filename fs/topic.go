@@ -3,6 +3,7 @@ package fs
 import (
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,6 +45,8 @@ type topic struct {
 	events   map[*eventsHandle]struct{}
 	readers  map[*dataHandle]readerState // this mount's data readers
 	stop     chan struct{}               // closed to end the follow loop; nil when none runs
+	reported map[string]bool             // refusals already reported (report)
+	refusals []string                    // their event lines, shown to events files opened later
 }
 
 type counters struct{ ackTimeouts, dropped uint64 }
@@ -142,12 +145,16 @@ func (t *topic) latest() (core.Header, bool) {
 // addEvents registers an open events file and starts the follow loop for
 // the first one. False once the topic closed.
 func (t *topic) addEvents(h *eventsHandle) bool {
+	t.reportMonitor()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
 		return false
 	}
 	t.events[h] = struct{}{}
+	for _, l := range t.refusals { // refusals stay news: the reader may have missed them
+		h.push(l)
+	}
 	if t.stop == nil && t.mon != nil {
 		// Start after now: what happened before the file was opened is
 		// not its business.
@@ -184,6 +191,7 @@ func (t *topic) follow(stop <-chan struct{}) {
 			return
 		case <-timer.C:
 		}
+		t.reportMonitor()
 		hs = hs[:0]
 		t.mon.Follow(func(h core.Header) { hs = append(hs, h) })
 		t.observe(hs)
@@ -195,6 +203,58 @@ func (t *topic) follow(stop <-chan struct{}) {
 		timer.Reset(interval)
 	}
 }
+
+// refusal reports whether err is core refusing a publisher (another user's
+// topic, a registration that does not match shared memory, a corrupt
+// memory file or message): a reader is told once and goes on with the
+// other publishers and messages.
+func refusal(err error) bool {
+	return errors.Is(err, core.ErrPermission) || errors.Is(err, core.ErrUnverified) || errors.Is(err, core.ErrCorrupt)
+}
+
+// report logs a refusal and shows it in the events files ("error ..."),
+// once per topic and distinct message; it reports whether err was one.
+func (t *topic) report(err error) bool {
+	if !refusal(err) {
+		return false
+	}
+	msg := strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, err.Error())
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.reported[msg] || len(t.reported) >= maxReported {
+		return true
+	}
+	if t.reported == nil {
+		t.reported = map[string]bool{}
+	}
+	t.reported[msg] = true
+	t.fs.log.Printf("topic %q: %s", t.name, msg)
+	line := stamp(time.Now()) + " error " + msg + "\n"
+	t.refusals = append(t.refusals, line)
+	for h := range t.events {
+		h.push(line)
+	}
+	return true
+}
+
+// reportMonitor reports the publishers the monitor refused (a topic
+// nobody reads through the mount still shows them in events).
+func (t *topic) reportMonitor() {
+	if t.mon == nil {
+		return
+	}
+	for _, err := range t.mon.Errors() {
+		t.report(err)
+	}
+}
+
+// maxReported bounds the refusals a topic remembers (and reports).
+const maxReported = 64
 
 // observe emits the events of new message headers, and of the mount's own
 // readers that were set aside, caught up or lost messages.

@@ -27,9 +27,12 @@ var (
 
 // children are the test binary's re-executed roles (testutil.StartChild).
 var children = map[string]func(args []string) int{
-	"reader":   readerChild,
-	"chaospub": chaosPubChild,
-	"chaossub": chaosSubChild,
+	"reader":        readerChild,
+	"chaospub":      chaosPubChild,
+	"chaossub":      chaosSubChild,
+	"chaosmountpub": chaosMountPubChild,
+	"chaosmountsub": chaosMountSubChild,
+	"attacker":      attackerChild,
 }
 
 func TestMain(m *testing.M) {
@@ -62,6 +65,11 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	// Tests run the binary as a second user too.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	shmfsBin = filepath.Join(dir, "shmfs")
 	build := exec.Command(goCmd, "build", "-o", shmfsBin, "github.com/shmfs/shmfs/cmd/shmfs")
 	build.Dir = repoRoot

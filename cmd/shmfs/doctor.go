@@ -112,7 +112,7 @@ func runDoctor(c *cli, args []string) error {
 		checkFusermount(os.Geteuid()),
 		checkPort(port),
 		checkStaleObjects(domain),
-		checkStaleMounts(paths.procMounts, os.Stat),
+		checkStaleMounts(paths.procMounts, statfs),
 	}
 	failed := printFindings(c.stdout, fds)
 	if failed > 0 {
@@ -303,6 +303,13 @@ func shmfsMounts(r io.Reader) ([]mountInfo, error) {
 	return out, sc.Err()
 }
 
+// statfs asks a mount's daemon (stat may be answered from the kernel's
+// attribute cache for a while after the daemon died).
+func statfs(path string) error {
+	var sfs unix.Statfs_t
+	return unix.Statfs(path, &sfs)
+}
+
 // mountAnswerTimeout bounds how long doctor waits for a mount's daemon to
 // answer a stat: a stopped or stuck daemon never answers.
 const mountAnswerTimeout = 2 * time.Second
@@ -313,7 +320,7 @@ var errNoAnswer = errors.New("no answer")
 // statAll stats every path at once and waits at most d for the answers;
 // a path whose stat has not returned by then gets errNoAnswer (its stat
 // goroutine stays blocked in the kernel until the daemon answers or dies).
-func statAll(paths []string, stat func(string) (os.FileInfo, error), d time.Duration) []error {
+func statAll(paths []string, stat func(string) error, d time.Duration) []error {
 	type result struct {
 		i   int
 		err error
@@ -321,8 +328,7 @@ func statAll(paths []string, stat func(string) (os.FileInfo, error), d time.Dura
 	done := make(chan result, len(paths))
 	for i, p := range paths {
 		go func() {
-			_, err := stat(p)
-			done <- result{i, err}
+			done <- result{i, stat(p)}
 		}()
 	}
 	errs := make([]error, len(paths))
@@ -345,7 +351,7 @@ func statAll(paths []string, stat func(string) (os.FileInfo, error), d time.Dura
 // checkStaleMounts finds shmfs mounts whose daemon died (stat on them gives
 // ENOTCONN, or ECONNABORTED after an abort through fusectl) or does not
 // answer (stopped or stuck: stat waits).
-func checkStaleMounts(procMounts string, stat func(string) (os.FileInfo, error)) finding {
+func checkStaleMounts(procMounts string, stat func(string) error) finding {
 	f := finding{what: "shmfs mounts"}
 	file, err := os.Open(procMounts)
 	if err != nil {

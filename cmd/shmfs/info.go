@@ -75,6 +75,7 @@ func runInfo(c *cli, args []string) error {
 	ctx, stop := signalContext()
 	defer stop()
 	sv := surveyDomain(ctx, node, *wait, func(name string) bool { return name == topic })
+	registryWarning(c, "info", node)
 	if len(sv.topics) == 0 {
 		return fmt.Errorf("topic %q not found in domain %q (port %d) after %v; check --domain and --port, or 'shmfs ls'",
 			topic, c.domain, node.Config().Port, wait.Round(time.Millisecond))

@@ -65,6 +65,7 @@ func runLs(c *cli, args []string) error {
 	ctx, stop := signalContext()
 	defer stop()
 	sv := surveyDomain(ctx, node, *wait, nil)
+	registryWarning(c, "ls", node)
 	var measured map[string]traffic
 	if *bw {
 		measured = measureTraffic(ctx, node, sv.topics, *wait)

@@ -114,7 +114,10 @@ func runMount(c *cli, args []string) error {
 
 // serveMount mounts mp and serves it until stopped.
 func serveMount(c *cli, mp string, ready *readyPipe, o shmfs.MountOptions, ackTimeout time.Duration, metricsAddr string, withECAL bool, ef *ecalFlags) error {
-	if err := shmfs.CheckOutsideMounts(mp); err != nil {
+	// Before a missing mountpoint is created (inside a mount, mkdir would
+	// declare a topic). A shmfs already on mp is left to Mount: a stale
+	// one (its daemon died) is detached there, a live one refused.
+	if err := shmfs.CheckOutsideMounts(mp); err != nil && !errors.Is(err, shmfs.ErrAlreadyMounted) {
 		return mountError(mp, err)
 	}
 	if _, err := os.Stat(mp); errors.Is(err, os.ErrNotExist) {

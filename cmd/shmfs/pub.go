@@ -110,6 +110,16 @@ func runPub(c *cli, args []string) error {
 		return fmt.Errorf("publish %q: %w", topic, err)
 	}
 	_, unacked, err := publish(ctx, p, src, o)
+	// Subscribers that registration announced but that never attached are
+	// named: they did not get what was published (another user's process
+	// that may not read the topic, one that failed to open it).
+	for _, u := range unattached(ctx, p) {
+		if u.Err != nil {
+			fmt.Fprintf(c.stderr, "shmfs: pub: warning: subscriber pid %d (uid %d) cannot read the topic: %v\n", u.PID, u.UID, u.Err)
+		} else {
+			fmt.Fprintf(c.stderr, "shmfs: pub: warning: subscriber pid %d (uid %d) of %q never attached to this publisher; it may have missed the messages\n", u.PID, u.UID, topic)
+		}
+	}
 	// Close waits (at most the ack timeout) until every subscriber took
 	// every message.
 	switch cerr := p.Close(); {
@@ -126,6 +136,23 @@ func runPub(c *cli, args []string) error {
 		return nil // interrupted: a normal way to stop
 	}
 	return err
+}
+
+// unattached returns the subscriber processes that did not attach to p,
+// giving those that may read the topic up to half a second to do so (one
+// that started just now is not reported).
+func unattached(ctx context.Context, p *core.Publisher) []core.UnattachedSubscriber {
+	deadline := time.Now().Add(500 * time.Millisecond)
+	for {
+		us := p.Unattached()
+		pending := false
+		for _, u := range us {
+			pending = pending || u.Err == nil
+		}
+		if !pending || time.Now().After(deadline) || sleepUntil(ctx, time.Now().Add(20*time.Millisecond)) != nil {
+			return us
+		}
+	}
 }
 
 // publish sends every message of src, paced by o.rate. It returns the number

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -91,18 +92,30 @@ func runSub(c *cli, args []string) error {
 		return fmt.Errorf("subscribe to %q: %w", topic, err)
 	}
 	defer s.Close()
+	stderr := &lockedWriter{w: c.stderr}
 	if *verbose {
-		fmt.Fprintf(c.stderr, "shmfs: sub: subscribed to %q in domain %q (port %d)\n", topic, c.domain, node.Config().Port)
+		fmt.Fprintf(stderr, "shmfs: sub: subscribed to %q in domain %q (port %d)\n", topic, c.domain, node.Config().Port)
 	}
+	stopHint := noPublisherHint(stderr, node, topic, c.domain)
+	defer stopHint()
 
-	drops := dropReporter{w: c.stderr, every: time.Second}
+	drops := dropReporter{w: stderr, every: time.Second}
 	n := 0
 	for *count == 0 || n < *count {
 		m, err := s.Receive(ctx)
 		if err != nil {
-			if errors.Is(err, core.ErrTypeMismatch) || errors.Is(err, core.ErrChecksum) {
-				// Reported once per publisher or message; the rest flows.
-				fmt.Fprintf(c.stderr, "shmfs: sub: warning: %s\n", errLine(err))
+			if errors.Is(err, core.ErrPermission) {
+				// Reported once per publisher: whose topic it is and its
+				// mode. The other publishers' messages flow.
+				fmt.Fprintf(stderr, "shmfs: sub: %s\n", errLine(err))
+				continue
+			}
+			if ctx.Err() == nil && !errors.Is(err, core.ErrClosed) && !errors.Is(err, core.ErrSystem) {
+				// A problem with one publisher or message (another type, a
+				// checksum, an announcement that does not match shared
+				// memory, a corrupt file), reported once each; the rest
+				// flows.
+				fmt.Fprintf(stderr, "shmfs: sub: warning: %s\n", errLine(err))
 				continue
 			}
 			if ctx.Err() == nil {
@@ -128,6 +141,46 @@ func runSub(c *cli, args []string) error {
 	}
 	drops.flush()
 	return nil
+}
+
+// noPublisherHint says once, on w, when no publisher of topic is known a
+// little more than a registration period after subscribing: a typo in the
+// topic, --domain or --port otherwise looks like a quiet topic. It keeps
+// waiting. The returned func stops it.
+func noPublisherHint(w io.Writer, node *core.Node, topic, domain string) func() {
+	after := node.Config().Refresh*5/4 + 250*time.Millisecond
+	t := time.AfterFunc(after, func() {
+		if ti, ok := node.Topic(topic); ok && len(ti.Publishers) > 0 {
+			return
+		}
+		others := 0
+		for _, ti := range node.Topics() {
+			if ti.Name != topic {
+				others++
+			}
+		}
+		where := fmt.Sprintf("domain %q (port %d)", domain, node.Config().Port)
+		if others == 0 {
+			fmt.Fprintf(w, "shmfs: sub: no publisher of %q after %v, and nothing else runs in %s; still waiting (check --domain and --port)\n",
+				topic, after.Round(10*time.Millisecond), where)
+			return
+		}
+		fmt.Fprintf(w, "shmfs: sub: no publisher of %q in %s after %v; still waiting ('shmfs ls' lists its %d other topics)\n",
+			topic, where, after.Round(10*time.Millisecond), others)
+	})
+	return func() { t.Stop() }
+}
+
+// lockedWriter serialises writes of several goroutines (one line each).
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }
 
 // writeMessage prints one message in format with a single Write.

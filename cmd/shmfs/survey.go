@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"time"
 
@@ -199,4 +200,16 @@ func (sv *survey) entityJSON(e core.EntityInfo) entityJSON {
 		j.LastSeen = e.LastSeen.UTC().Format(time.RFC3339Nano)
 	}
 	return j
+}
+
+// registryWarning says on stderr when the node's registry could not hold
+// everything it was told while it listened (another user's flood beyond
+// its quota, a full registry): the listing may lack topics of the sources
+// named. Nothing is said otherwise.
+func registryWarning(c *cli, cmd string, node *core.Node) {
+	s := node.RegistryStats()
+	if n := s.DroppedQuota + s.DroppedFull + s.Evicted; n > 0 {
+		fmt.Fprintf(c.stderr, "shmfs: %s: warning: the registry had no room for %d announcements (over another user's quota %d, registry full %d, evicted %d); topics of other users or hosts may be missing\n",
+			cmd, n, s.DroppedQuota, s.DroppedFull, s.Evicted)
+	}
 }

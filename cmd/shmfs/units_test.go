@@ -266,9 +266,9 @@ func TestCheckStaleMounts(t *testing.T) {
 	if err := os.WriteFile(p, []byte(table), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	stat := func(errs map[string]error) func(string) (os.FileInfo, error) {
-		return func(path string) (os.FileInfo, error) {
-			return nil, errs[path]
+	stat := func(errs map[string]error) func(string) error {
+		return func(path string) error {
+			return errs[path]
 		}
 	}
 	f := checkStaleMounts(p, stat(map[string]error{"/stale": &os.PathError{Op: "stat", Path: "/stale", Err: syscall.ENOTCONN}}))
@@ -287,11 +287,11 @@ func TestCheckStaleMounts(t *testing.T) {
 	// waiting with it.
 	never := make(chan struct{})
 	defer close(never)
-	f = checkStaleMounts(p, func(path string) (os.FileInfo, error) {
+	f = checkStaleMounts(p, func(path string) error {
 		if path == "/ok" {
 			<-never
 		}
-		return nil, nil
+		return nil
 	})
 	if f.status != statusFail || !strings.Contains(f.detail, "1 not answering") || !strings.Contains(f.detail, "/ok") || !strings.Contains(f.fix, "/ok") {
 		t.Errorf("not answering: %+v", f)

@@ -275,6 +275,12 @@ func (e *Event) Name() string { return e.seg.Name() }
 // Creator returns the process that created the event.
 func (e *Event) Creator() shm.Creator { return e.seg.Creator() }
 
+// Perm returns the file's owner, group and mode (see shm.Segment.Perm).
+func (e *Event) Perm() shm.Perm { return e.seg.Perm() }
+
+// Share gives group gid read and write access (see shm.Segment.Share).
+func (e *Event) Share(gid uint32) error { return e.seg.Share(gid) }
+
 // Linked reports whether the event's name still refers to this event (its
 // creator removes it when done).
 func (e *Event) Linked() bool { return e.seg.Linked() }

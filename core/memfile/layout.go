@@ -16,7 +16,8 @@ package memfile
 //	 96     4 u32   slot size (64)
 //	100     4 u32   slot table offset (1024)
 //	104     4 u32   data offset (slot table end rounded up to the page size)
-//	108     4 u32   reserved (0)
+//	108     4 u32   file options: bit0 every message carries a CRC-32C
+//	                (written at create; 0 in files of older writers)
 //	112     8 u64   publisher entity id (binds the file to its publisher)
 //	120     8       reserved (0)
 //	128     8 u64   head: clock of the newest committed message, 0 = none
@@ -50,6 +51,7 @@ const (
 	offSlotSize   = 96
 	offSlotTable  = 100
 	offData       = 104
+	offFileOpts   = 108
 	offPublisher  = 112
 	offHead       = 128
 	offWaiting    = 192
@@ -86,6 +88,9 @@ const (
 
 	// flagClosed: the publisher closed the file; no message follows.
 	flagClosed uint32 = 1
+	// fileChecksummed: every message of the file carries its CRC-32C
+	// (OptChecksum); a slot without it is corrupt.
+	fileChecksummed uint32 = 1
 )
 
 // Message option bits (Header.Options).

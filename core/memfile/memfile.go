@@ -74,6 +74,10 @@ type Options struct {
 	Publisher uint64
 	// Topic is the topic the file carries.
 	Topic string
+	// Checksummed records in the file that every message carries its
+	// CRC-32C (the publisher computes them): readers then treat a message
+	// without one as corrupt instead of taking it unchecked.
+	Checksummed bool
 }
 
 // Header describes one message (eCAL's SMemFileHeader, per slot).
@@ -96,11 +100,12 @@ type File struct {
 	seg *shm.Segment
 	ro  bool
 	// Layout values, read once at open and validated; they never change.
-	slots      uint64 // W, a power of two
-	dataOff    int
-	maxMessage uint64
-	publisher  uint64
-	topic      string
+	slots       uint64 // W, a power of two
+	dataOff     int
+	maxMessage  uint64
+	publisher   uint64
+	topic       string
+	checksummed bool
 }
 
 var pageSize = os.Getpagesize()
@@ -128,6 +133,9 @@ func Create(name string, o Options) (*File, error) {
 			le.PutUint32(b[offSlotTable:], slotTableOff)
 			le.PutUint32(b[offData:], uint32(dataOff))
 			le.PutUint64(b[offPublisher:], o.Publisher)
+			if o.Checksummed {
+				le.PutUint32(b[offFileOpts:], fileChecksummed)
+			}
 			le.PutUint16(b[offTopicLen:], uint16(len(o.Topic)))
 			copy(b[offTopic:], o.Topic)
 			return nil
@@ -255,6 +263,7 @@ func (f *File) load(b []byte) error {
 	f.slots, f.dataOff, f.topic = w, int(do), topic
 	f.maxMessage = le.Uint64(b[offMaxMessage:])
 	f.publisher = le.Uint64(b[offPublisher:])
+	f.checksummed = le.Uint32(b[offFileOpts:])&fileChecksummed != 0
 	if f.maxMessage > shm.MaxSize {
 		return fmt.Errorf("%w: max message size %d", ErrCorrupt, f.maxMessage)
 	}
@@ -267,6 +276,11 @@ func (f *File) Name() string { return f.seg.Name() }
 // Slots returns the slot count W.
 func (f *File) Slots() int { return int(f.slots) }
 
+// Checksummed reports whether the file says, since its creation, that
+// every message carries its CRC-32C (Options.Checksummed). Read once at
+// open: later writes to the word change nothing for this reader.
+func (f *File) Checksummed() bool { return f.checksummed }
+
 // Publisher returns the publisher entity id recorded at create.
 func (f *File) Publisher() uint64 { return f.publisher }
 
@@ -278,6 +292,9 @@ func (f *File) MaxMessage() int { return int(f.maxMessage) }
 
 // Creator returns the process that created the file (from its common header).
 func (f *File) Creator() shm.Creator { return f.seg.Creator() }
+
+// Perm returns the file's owner, group and mode (see shm.Segment.Perm).
+func (f *File) Perm() shm.Perm { return f.seg.Perm() }
 
 // Capacity returns the size of the data area recorded in the file (which a
 // reader maps on demand); 0 after Close.
@@ -306,6 +323,21 @@ func (f *File) Head() uint64 {
 		return 0
 	}
 	return load64(b, offHead)
+}
+
+// Plausible reports whether head (a value Head returned) can be the
+// newest committed message: its slot holds it, or a newer message of that
+// slot (the writer moved on), or head changed meanwhile. The writer never
+// invalidates its newest message (two messages always fit), so a slot
+// holding an older clock or none means the head word is corrupt: a reader
+// must not skip ahead to it.
+func (f *File) Plausible(head uint64) bool {
+	b := f.seg.Bytes()
+	if b == nil || head == 0 {
+		return true
+	}
+	seq := load64(b, slotTableOff+int(head&(f.slots-1))*slotSize+sSeq)
+	return (seq >= head && (seq-head)&(f.slots-1) == 0) || load64(b, offHead) != head
 }
 
 // Waiting returns the clock the publisher waits to be acknowledged, 0 when

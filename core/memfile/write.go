@@ -21,6 +21,10 @@ type Writer struct {
 
 	clock uint64 // clock of the newest committed message
 	wpos  uint64 // where the next payload goes, unless it wraps
+	// capacity is the data area the writer's mapping holds. The writer
+	// keeps it itself: the capacity word in the file is for readers, and
+	// another process could write anything there.
+	capacity uint64
 	// live[c % W] is the data range of message c, for every clock c from
 	// oldest to clock: the messages whose slots still hold them.
 	live   []span
@@ -46,7 +50,11 @@ func NewWriter(f *File, o Options) (*Writer, error) {
 	if p.slots != f.slots {
 		return nil, fmt.Errorf("memfile: writer for %s: options say %d slots, the file has %d", f.Name(), p.slots, f.slots)
 	}
-	return &Writer{f: f, p: p, live: make([]span, f.slots), oldest: 1}, nil
+	b := f.seg.Bytes()
+	if b == nil {
+		return nil, ErrClosed
+	}
+	return &Writer{f: f, p: p, live: make([]span, f.slots), oldest: 1, capacity: uint64(len(b) - f.dataOff)}, nil
 }
 
 // Clock returns the clock of the newest committed message.
@@ -62,15 +70,18 @@ func (w *Writer) Prepare(size int) (overwrites uint64, err error) {
 		return 0, fmt.Errorf("memfile: %s: message of %d bytes, max %d: %w", w.f.Name(), size, w.f.maxMessage, ErrTooLarge)
 	}
 	w.prepared, w.begun = false, false
+	if w.f.seg.Bytes() == nil {
+		return 0, ErrClosed
+	}
 	n := roundUp(max(uint64(size), 1), align)
-	capacity := uint64(w.f.Capacity())
+	capacity := w.capacity
 	// At least two messages of this size fit, so that a reader can copy one
 	// while the next is written.
 	if 2*n > capacity {
 		if err := w.grow(2 * n * (100 + w.p.reserve) / 100); err != nil {
 			return 0, err
 		}
-		capacity = uint64(w.f.Capacity())
+		capacity = w.capacity
 	}
 	c := w.clock + 1
 	for {
@@ -101,7 +112,7 @@ func (w *Writer) Prepare(size int) (overwrites uint64, err error) {
 			if err := w.grow(min(2*capacity, w.p.maxBuffer)); err != nil {
 				return 0, err
 			}
-			capacity = uint64(w.f.Capacity())
+			capacity = w.capacity
 			continue
 		}
 		w.start, w.size, w.victims, w.prepared = start, n, victims, true
@@ -121,7 +132,8 @@ func (w *Writer) grow(capacity uint64) error {
 	if b == nil {
 		return ErrClosed
 	}
-	store64(b, offCapacity, uint64(len(b)-w.f.dataOff))
+	w.capacity = uint64(len(b) - w.f.dataOff)
+	store64(b, offCapacity, w.capacity)
 	store64(b, offGeneration, load64(b, offGeneration)+1)
 	return nil
 }

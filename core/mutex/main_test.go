@@ -16,11 +16,12 @@ import (
 
 func TestMain(m *testing.M) {
 	testutil.Main(m, map[string]func([]string) int{
-		"incr":    childIncr,
-		"hold":    childHold,
-		"readers": childReaders,
-		"hammer":  childHammer,
-		"relock":  childRelock,
+		"incr":     childIncr,
+		"hold":     childHold,
+		"readers":  childReaders,
+		"hammer":   childHammer,
+		"relock":   childRelock,
+		"tolerant": childTolerant,
 	})
 }
 

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"slices"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/shmfs/shmfs/internal/proc"
 )
@@ -41,9 +44,11 @@ type Agent struct {
 	sender      uint64 // random id of this agent in datagram headers
 	maxDatagram int
 	recv, send  *net.UDPConn
+	sendPort    uint16 // local port of send: own datagrams come from it
 	dst         *net.UDPAddr
 	started     time.Time
 	stats       counters
+	locals      localAddrs
 
 	query chan struct{} // capacity 1: the receiver asks the loop to re-announce
 
@@ -72,6 +77,21 @@ type Agent struct {
 	maxEntities, maxBytes int // MaxEntities, MaxRegistryBytes (tests lower them)
 	topics                map[string]map[key]struct{}
 	watchers              map[*watcher]struct{}
+	// meta says where each entity of another agent comes from; usage and
+	// bySource count and index entities per source (quotas, eviction).
+	meta     map[key]entryMeta
+	usage    map[source]*usage
+	bySource map[source]map[key]struct{}
+	// trusted are the uids whose entities are never evicted nor held to a
+	// source quota: ours and root's (they can do anything to our shared
+	// memory anyway). Tests change it.
+	trusted map[uint32]bool
+	// maxSourceEntities, maxSourceBytes: MaxSourceEntities,
+	// MaxSourceBytes (tests lower them).
+	maxSourceEntities, maxSourceBytes int
+	// claims caches verified claims (a uid speaking for a live process);
+	// the sweep clears it.
+	claims map[claim]bool
 }
 
 // NewAgent validates cfg (zero fields take defaults), opens the sockets and
@@ -119,6 +139,17 @@ func NewAgent(cfg Config) (*Agent, error) {
 		maxBytes:    MaxRegistryBytes,
 		topics:      make(map[string]map[key]struct{}),
 		watchers:    make(map[*watcher]struct{}),
+		meta:        make(map[key]entryMeta),
+		usage:       make(map[source]*usage),
+		bySource:    make(map[source]map[key]struct{}),
+		trusted:     map[uint32]bool{0: true, uint32(os.Geteuid()): true},
+		claims:      make(map[claim]bool),
+
+		maxSourceEntities: MaxSourceEntities,
+		maxSourceBytes:    MaxSourceBytes,
+	}
+	if la, ok := send.LocalAddr().(*net.UDPAddr); ok {
+		a.sendPort = uint16(la.Port)
 	}
 	if cfg.Mode == ModeNetwork {
 		a.maxDatagram = networkDatagram
@@ -230,7 +261,7 @@ func (a *Agent) Update(e Entity) error {
 	if urgent {
 		n.Seq, n.LastSeen = a.nextSeq(), a.cfg.Now()
 	}
-	a.bytes += entrySize(&n) - entrySize(p)
+	a.resize(entityKey(p), entrySize(&n)-entrySize(p))
 	*p = n
 	a.notify(entityKey(p), Updated, p)
 	a.mu.Unlock()
@@ -572,13 +603,66 @@ func (a *Agent) syncMarker(b []byte) {
 	a.syncMu.Unlock()
 }
 
+// Receiving in batches: after the first datagram the receiver takes what
+// else is queued (up to batchCount datagrams, batchBytes bytes) without
+// waiting, so that one read of the socket table (sender.go) serves them all.
+const (
+	maxUDP     = 1 << 16 // larger than any UDP payload: never truncates
+	batchCount = 256
+	batchBytes = 1 << 20
+)
+
+// received is one datagram of a batch: arena[start:end], from.
+type received struct {
+	start, end int
+	from       netip.AddrPort
+}
+
 // receive reads datagrams until Close.
 func (a *Agent) receive() {
 	defer a.wg.Done()
-	buf := make([]byte, 1<<16) // larger than any UDP payload: never truncates
+	rc, err := a.recv.SyscallConn()
+	if err != nil {
+		a.stats.receiveErrors.Add(1)
+		return
+	}
+	scratch := make([]byte, maxUDP)
+	var arena []byte
+	var batch []received
 	for {
 		_ = a.recv.SetReadDeadline(time.Now().Add(readTimeout))
-		n, _, err := a.recv.ReadFromUDP(buf)
+		arena, batch = arena[:0], batch[:0]
+		var rerr error
+		err := rc.Read(func(fd uintptr) bool {
+			for len(batch) < batchCount && len(arena) < batchBytes {
+				n, from, err := unix.Recvfrom(int(fd), scratch, unix.MSG_DONTWAIT)
+				switch {
+				case err == unix.EINTR:
+					continue
+				case err == unix.EAGAIN:
+					return len(batch) > 0 // nothing (more) queued: wait, or handle the batch
+				case err != nil:
+					rerr = err
+					return true
+				}
+				var addr netip.AddrPort
+				if sa, ok := from.(*unix.SockaddrInet4); ok {
+					addr = netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port))
+				}
+				arena = append(arena, scratch[:n]...)
+				batch = append(batch, received{start: len(arena) - n, end: len(arena), from: addr})
+			}
+			return true
+		})
+		if err == nil {
+			err = rerr
+		}
+		if len(batch) > 0 {
+			a.handleBatch(arena, batch)
+		}
+		if cap(arena) > 4*maxUDP {
+			arena = nil // a burst's room goes back to the heap
+		}
 		if err != nil {
 			select {
 			case <-a.stop:
@@ -597,8 +681,38 @@ func (a *Agent) receive() {
 				return
 			case <-time.After(10 * time.Millisecond):
 			}
-			continue
 		}
-		a.handle(buf[:n])
 	}
+}
+
+// handleBatch handles the datagrams of a batch; those that need to be
+// attributed to a uid (see apply) share one read of the socket table.
+func (a *Agent) handleBatch(arena []byte, batch []received) {
+	var owners *socketOwners
+	lookup := func(port uint16) (uint32, bool) {
+		if owners == nil {
+			so := readSocketOwners()
+			owners = &so
+		}
+		return owners.owner(port)
+	}
+	for _, r := range batch {
+		b := arena[r.start:r.end]
+		o := origin{addr: r.from, local: r.from.Addr().IsValid() && a.locals.contains(r.from.Addr())}
+		if len(b) >= HeaderSize {
+			o.sender = le.Uint64(b[8:])
+		}
+		if o.local {
+			o.lookup = lookup
+		}
+		a.handle(b, o)
+	}
+}
+
+// isOwn reports whether a datagram is one of this agent's own, looped back:
+// its sender id, from this agent's send socket (nobody else can send from
+// that port, so a datagram that merely copies the sender id is not own).
+func (a *Agent) isOwn(b []byte, o origin) bool {
+	return len(b) >= HeaderSize && le.Uint32(b) == Magic && o.sender == a.sender &&
+		o.local && o.addr.Port() == a.sendPort
 }

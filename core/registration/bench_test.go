@@ -2,6 +2,8 @@ package registration
 
 import (
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"testing"
 	"time"
@@ -72,5 +74,44 @@ func BenchmarkIdleAgent100(b *testing.B) {
 		b.ReportMetric(100*cpu.Seconds()/wall.Seconds(), "%cpu")
 		b.ReportMetric(float64(cpu.Microseconds())/wall.Seconds(), "cpu-µs/s")
 		b.ReportMetric(float64(s1.DatagramsSent-s0.DatagramsSent)/wall.Seconds(), "datagrams/s")
+	}
+}
+
+// BenchmarkSocketOwners measures one read of /proc/net/udp and udp6 (what
+// attributes a batch of datagrams from this host to a uid) with the
+// sockets of this host as they are; sockets/op says how many.
+func BenchmarkSocketOwners(b *testing.B) {
+	var n int
+	for b.Loop() {
+		n = len(readSocketOwners().uid)
+	}
+	b.ReportMetric(float64(n), "ports")
+}
+
+// BenchmarkPeerSample measures the receive path of one peer's sample from
+// this host, as a batch of one: attribution (the socket table read),
+// decode, and the registry update (a refresh of a known entity).
+func BenchmarkPeerSample(b *testing.B) {
+	d, port := testutil.Domain(b), testutil.Port(b)
+	a, err := NewAgent(Config{Domain: d, Port: port, Refresh: time.Hour, Timeout: 2 * time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer a.Close()
+	e := testEntity(d)
+	peer, err := openSend(Config{Mode: ModeLocal}, 0) // the peer's send socket: its port is attributed
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer peer.Close()
+	from := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(peer.LocalAddr().(*net.UDPAddr).Port))
+	b.ReportAllocs()
+	for b.Loop() {
+		e.Seq++
+		buf := rawDatagram(e)
+		a.handleBatch(buf, []received{{start: 0, end: len(buf), from: from}})
+	}
+	if s := a.Stats(); s.SamplesReceived == 0 || s.DroppedUnverified != 0 {
+		b.Fatalf("the peer's samples were not taken: %+v", s)
 	}
 }

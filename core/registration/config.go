@@ -34,10 +34,17 @@ const (
 	// FlagQuery samples.
 	QueryDebounce = 20 * time.Millisecond
 	// MaxEntities and MaxRegistryBytes bound the registry (bytes: encoded
-	// size plus 256 per entity). Samples that would exceed either are dropped
-	// and counted (Stats.DroppedFull); own entities are always accepted.
-	MaxEntities      = 1 << 16
-	MaxRegistryBytes = 64 << 20
+	// size plus 256 per entity). MaxSourceEntities and MaxSourceBytes bound
+	// what one source may hold, unless it is trusted: a source is the uid
+	// owning the sending socket (another host's address in network mode);
+	// trusted are our own uid and root. When the registry is full, entities
+	// of the untrusted source holding the most are evicted to make room
+	// (Stats.Evicted); what finds no room is dropped and counted
+	// (Stats.DroppedQuota, DroppedFull). Own entities are always accepted.
+	MaxEntities       = 1 << 16
+	MaxRegistryBytes  = 32 << 20
+	MaxSourceEntities = 4096
+	MaxSourceBytes    = 4 << 20
 )
 
 // Config configures an Agent. Zero fields take the defaults of DefaultConfig.

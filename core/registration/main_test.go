@@ -1,11 +1,16 @@
 package registration
 
 import (
+	"bufio"
+	"context"
+	"encoding/hex"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,7 +23,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	testutil.Main(m, map[string]func([]string) int{"peer": peerChild})
+	testutil.Main(m, map[string]func([]string) int{"peer": peerChild, "inject": injectChild})
 }
 
 // peerChild runs an agent in a child process. It registers -n entities of
@@ -125,4 +130,60 @@ func startPeer(t *testing.T, domain string, port int, args ...string) *testutil.
 			return c
 		}
 	}
+}
+
+// injectChild sends raw datagrams, as a hostile local user would (tests run
+// it as another uid). Args: port. It prints "ready <pid> <start time>",
+// then reads commands from stdin, one per line, and answers "ok" after
+// each:
+//
+//	send HEX       send the datagram from an ephemeral port
+//	fromport HEX   send it from a socket bound to the registration address
+//	               and port itself (SO_REUSEADDR, like every receiver)
+func injectChild(args []string) int {
+	a := testutil.ChildArgs(args)
+	port, err := strconv.Atoi(a[0])
+	if err != nil {
+		return 2
+	}
+	dst := &net.UDPAddr{IP: net.ParseIP(LocalBroadcast), Port: port}
+	plain, err := openSend(Config{Mode: ModeLocal}, 0)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		if err := setInt(c, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+			return err
+		}
+		return setInt(c, unix.SOL_SOCKET, unix.SO_BROADCAST, 1)
+	}}
+	pc, err := lc.ListenPacket(context.Background(), "udp4", dst.String())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	shared := pc.(*net.UDPConn)
+	me := proc.Self()
+	fmt.Printf("ready %d %d\n", me.PID, me.StartTime)
+	sc := bufio.NewScanner(os.Stdin)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		cmd, arg, _ := strings.Cut(sc.Text(), " ")
+		b, err := hex.DecodeString(arg)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		c := plain
+		if cmd == "fromport" {
+			c = shared
+		}
+		if _, err := c.WriteToUDP(b, dst); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		fmt.Println("ok")
+	}
+	return 0
 }

@@ -42,7 +42,10 @@ func withoutFreeFDs(t *testing.T, fn func()) {
 // TestReviewLiveEntitiesKeptWhenProcUnreadable: an agent that cannot read
 // /proc/PID/stat (here: out of descriptors) knows nothing about the owner's
 // liveness. It must not remove entities of a live local process
-// (DeadRemoved) nor refuse new ones (DroppedDead) as if the owner had died.
+// (DeadRemoved) nor refuse new ones as if the owner had died (DroppedDead).
+// It cannot read /proc/net/udp either, so it cannot tell who sent a new
+// sample: that one waits (DroppedUnverified) until /proc is readable again
+// and the sample is repeated.
 func TestReviewLiveEntitiesKeptWhenProcUnreadable(t *testing.T) {
 	d, port := testutil.Domain(t), testutil.Port(t)
 	a := newAgent(t, Config{Domain: d, Port: port, Refresh: 20 * time.Millisecond, Timeout: time.Hour})
@@ -62,17 +65,25 @@ func TestReviewLiveEntitiesKeptWhenProcUnreadable(t *testing.T) {
 		in.send(t, rawDatagram(second))
 		testutil.CheckFor(t, 2*time.Second, 2*time.Millisecond, func() error {
 			s := a.Stats()
-			if s.Sweeps < s0.Sweeps+3 || s.SamplesReceived < s0.SamplesReceived+1 {
-				return fmt.Errorf("sweeps %d, samples %d", s.Sweeps-s0.Sweeps, s.SamplesReceived-s0.SamplesReceived)
+			if s.Sweeps < s0.Sweeps+3 || s.DroppedUnverified < s0.DroppedUnverified+1 {
+				return fmt.Errorf("sweeps %d, unverified %d", s.Sweeps-s0.Sweeps, s.DroppedUnverified-s0.DroppedUnverified)
 			}
 			return nil
 		})
 	})
 	s := a.Stats()
-	if len(a.Topic(first.Topic)) != 1 || len(a.Topic(second.Topic)) != 1 || s.DeadRemoved != 0 || s.DroppedDead != 0 {
-		t.Fatalf("entities of a live process lost while /proc was unreadable: first %d, second %d, DeadRemoved %d, DroppedDead %d",
-			len(a.Topic(first.Topic)), len(a.Topic(second.Topic)), s.DeadRemoved, s.DroppedDead)
+	if len(a.Topic(first.Topic)) != 1 || s.DeadRemoved != 0 || s.DroppedDead != 0 {
+		t.Fatalf("entities of a live process lost while /proc was unreadable: first %d, DeadRemoved %d, DroppedDead %d",
+			len(a.Topic(first.Topic)), s.DeadRemoved, s.DroppedDead)
 	}
+	second.Seq++
+	in.send(t, rawDatagram(second))
+	testutil.CheckFor(t, 2*time.Second, time.Millisecond, func() error {
+		if len(a.Topic(second.Topic)) != 1 {
+			return errors.New("the repeated sample was not added once /proc was readable again")
+		}
+		return nil
+	})
 }
 
 // TestReviewWatchAfterCloseAndUnreadWatchers: Close returns promptly (its

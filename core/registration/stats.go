@@ -19,8 +19,17 @@ type Stats struct {
 	IgnoredDomain uint64 // samples of other domains
 	IgnoredKind   uint64 // samples of unknown kinds (newer peers)
 	Stale         uint64 // samples older (by Seq) than the known state
-	DroppedFull   uint64 // new or growing entities beyond MaxEntities or MaxRegistryBytes
+	DroppedFull   uint64 // new or growing entities beyond MaxEntities or MaxRegistryBytes, nothing to evict
+	DroppedQuota  uint64 // new or growing entities beyond their source's MaxSourceEntities or MaxSourceBytes
 	DroppedDead   uint64 // new entities of a local process that is already dead
+	// DroppedSpoofed counts samples of a user speaking for another: a
+	// sample for an entity another source added, one claiming a process of
+	// another uid, or one that changes an entity's process.
+	DroppedSpoofed uint64
+	// DroppedUnverified counts samples from this host whose sending socket
+	// is gone or shared by several users: they cannot be attributed.
+	DroppedUnverified uint64
+	Evicted           uint64 // untrusted entities removed to make room (see MaxSourceBytes)
 
 	Unregistered uint64 // entities removed by FlagUnregister
 	Expired      uint64 // entities removed by Timeout
@@ -38,7 +47,8 @@ type counters struct {
 	datagramsSent, datagramsReceived, samplesSent, samplesReceived atomic.Uint64
 	sendErrors, receiveErrors, own                                 atomic.Uint64
 	truncated, tooLarge, version, badName, badValue                atomic.Uint64
-	ignoredDomain, ignoredKind, stale, full, dead                  atomic.Uint64
+	ignoredDomain, ignoredKind, stale, full, quota, dead           atomic.Uint64
+	spoofed, unverified, evicted                                   atomic.Uint64
 	unregistered, expired, deadRemoved                             atomic.Uint64
 	queries, reannounces, sweeps, coalesced                        atomic.Uint64
 }
@@ -67,7 +77,8 @@ func (c *counters) snapshot() Stats {
 		DroppedTruncated: c.truncated.Load(), DroppedTooLarge: c.tooLarge.Load(),
 		DroppedVersion: c.version.Load(), DroppedBadName: c.badName.Load(), DroppedBadValue: c.badValue.Load(),
 		IgnoredDomain: c.ignoredDomain.Load(), IgnoredKind: c.ignoredKind.Load(), Stale: c.stale.Load(),
-		DroppedFull: c.full.Load(), DroppedDead: c.dead.Load(),
+		DroppedFull: c.full.Load(), DroppedQuota: c.quota.Load(), DroppedDead: c.dead.Load(),
+		DroppedSpoofed: c.spoofed.Load(), DroppedUnverified: c.unverified.Load(), Evicted: c.evicted.Load(),
 		Unregistered: c.unregistered.Load(), Expired: c.expired.Load(), DeadRemoved: c.deadRemoved.Load(),
 		Queries: c.queries.Load(), Reannounces: c.reannounces.Load(), Sweeps: c.sweeps.Load(),
 		WatchCoalesced: c.coalesced.Load(),

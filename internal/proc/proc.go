@@ -77,27 +77,90 @@ func AliveTag(pid int32, tag uint32) bool {
 
 // UID returns the real uid of process pid (from /proc/PID/status).
 func UID(pid int) (uint32, error) {
+	c, err := ReadCreds(pid)
+	return c.UIDs[0], err
+}
+
+// Creds are a process's credentials as /proc/PID/status shows them.
+type Creds struct {
+	UIDs   [4]uint32 // real, effective, saved, filesystem
+	GIDs   [4]uint32 // real, effective, saved, filesystem
+	Groups []uint32  // supplementary groups
+}
+
+// HasUID reports whether uid is one of the process's uids.
+func (c Creds) HasUID(uid uint32) bool {
+	for _, u := range c.UIDs {
+		if u == uid {
+			return true
+		}
+	}
+	return false
+}
+
+// InGroup reports whether gid is one of the process's groups (primary or
+// supplementary): whether group permissions of a file of group gid apply
+// to it.
+func (c Creds) InGroup(gid uint32) bool {
+	if c.GIDs[1] == gid || c.GIDs[3] == gid {
+		return true
+	}
+	for _, g := range c.Groups {
+		if g == gid {
+			return true
+		}
+	}
+	return false
+}
+
+// ReadCreds returns the credentials of process pid (from /proc/PID/status,
+// which every user may read).
+func ReadCreds(pid int) (Creds, error) {
+	var c Creds
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return 0, ErrNoProcess
+			return c, ErrNoProcess
 		}
-		return 0, err
+		return c, err
 	}
+	var haveUID, haveGID bool
 	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "Uid:"); ok {
-			f := strings.Fields(rest)
-			if len(f) == 0 {
-				break
+		key, rest, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		switch key {
+		case "Uid", "Gid":
+			if len(f) != 4 {
+				return c, fmt.Errorf("proc: malformed %s line in /proc/%d/status", key, pid)
 			}
-			u, err := strconv.ParseUint(f[0], 10, 32)
-			if err != nil {
-				break
+			dst := &c.UIDs
+			if key == "Gid" {
+				dst = &c.GIDs
 			}
-			return uint32(u), nil
+			for i := range f {
+				v, err := strconv.ParseUint(f[i], 10, 32)
+				if err != nil {
+					return c, fmt.Errorf("proc: malformed %s line in /proc/%d/status", key, pid)
+				}
+				dst[i] = uint32(v)
+			}
+			haveUID = haveUID || key == "Uid"
+			haveGID = haveGID || key == "Gid"
+		case "Groups":
+			for _, g := range f {
+				if v, err := strconv.ParseUint(g, 10, 32); err == nil {
+					c.Groups = append(c.Groups, uint32(v))
+				}
+			}
 		}
 	}
-	return 0, fmt.Errorf("proc: no Uid line in /proc/%d/status", pid)
+	if !haveUID || !haveGID {
+		return c, fmt.Errorf("proc: no Uid or Gid line in /proc/%d/status", pid)
+	}
+	return c, nil
 }
 
 func deadState(s byte) bool { return s == 'Z' || s == 'X' || s == 'x' }

@@ -72,3 +72,34 @@ func TestRandomIDNonZeroDistinct(t *testing.T) {
 		t.Fatal("InstanceID not stable")
 	}
 }
+
+func TestReadCredsOfSelf(t *testing.T) {
+	c, err := ReadCreds(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.UIDs[0] != uint32(os.Getuid()) || c.UIDs[1] != uint32(os.Geteuid()) || !c.HasUID(uint32(os.Geteuid())) {
+		t.Fatalf("uids %v, process has uid %d euid %d", c.UIDs, os.Getuid(), os.Geteuid())
+	}
+	if c.GIDs[1] != uint32(os.Getegid()) || !c.InGroup(uint32(os.Getegid())) {
+		t.Fatalf("gids %v, process has egid %d", c.GIDs, os.Getegid())
+	}
+	groups, err := os.Getgroups()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range groups {
+		if !c.InGroup(uint32(g)) {
+			t.Errorf("supplementary group %d missing from %v", g, c.Groups)
+		}
+	}
+	if c.HasUID(0xfffffff0) || c.InGroup(0xfffffff0) {
+		t.Fatal("a uid/gid the process does not have is reported")
+	}
+	if uid, err := UID(os.Getpid()); err != nil || uid != uint32(os.Getuid()) {
+		t.Fatalf("UID = %d, %v", uid, err)
+	}
+	if _, err := ReadCreds(0x3fffffff); err != ErrNoProcess {
+		t.Fatalf("ReadCreds of a missing pid: %v, want ErrNoProcess", err)
+	}
+}

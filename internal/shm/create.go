@@ -94,6 +94,7 @@ func create(name, domain string, kind Kind, o Options) (*Segment, error) {
 		return nil, errno("fstat", tmp, err)
 	}
 	obj.dev, obj.ino = st.Dev, st.Ino
+	obj.perm = Perm{UID: st.Uid, GID: st.Gid, Mode: st.Mode & 0o777}
 	if err := unix.Link(shmname.Path(tmp), shmname.Path(name)); err != nil {
 		return nil, errno("create", name, err)
 	}

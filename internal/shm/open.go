@@ -98,7 +98,8 @@ func validate(name string, fd int, st *unix.Stat_t, kind Kind, o Options) (*obje
 	if err != nil {
 		return nil, err
 	}
-	return &object{name: name, ro: o.ReadOnly, fd: fd, dev: st.Dev, ino: st.Ino, hdr: h}, nil
+	return &object{name: name, ro: o.ReadOnly, fd: fd, dev: st.Dev, ino: st.Ino, hdr: h,
+		perm: Perm{UID: st.Uid, GID: st.Gid, Mode: st.Mode & 0o777}}, nil
 }
 
 // compatible checks an already validated header against another opener's

@@ -115,6 +115,7 @@ type object struct {
 	ro   bool
 	dev  uint64
 	ino  uint64
+	perm Perm // the file's owner, group and mode when it was opened or created
 	hdr  header
 	cur  atomic.Pointer[[]byte] // newest mapping; nil after release
 
@@ -244,6 +245,44 @@ func (s *Segment) Bytes() []byte {
 
 // Creator returns the identity recorded by the creating process.
 func (s *Segment) Creator() Creator { return s.obj.hdr.creator }
+
+// Perm is who owns a file and who may use it, as the kernel says (fstat).
+type Perm struct {
+	UID, GID uint32
+	Mode     uint32 // permission bits
+}
+
+// Perm returns the file's owner, group and mode as they were when this
+// process opened (or created) it, or last shared it (Share).
+func (s *Segment) Perm() Perm {
+	s.obj.mu.Lock()
+	defer s.obj.mu.Unlock()
+	return s.obj.perm
+}
+
+// Share gives group gid read and write access to an object this process
+// owns (group gid, mode 0660): the owner of a memory file shared with that
+// group can then use it (a subscriber's events, for a publisher of another
+// user). The caller must be a member of gid.
+func (s *Segment) Share(gid uint32) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	o := s.obj
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.fd < 0 {
+		return ErrClosed
+	}
+	if err := unix.Fchown(o.fd, -1, int(gid)); err != nil {
+		return errno("chown", o.name, err)
+	}
+	if err := unix.Fchmod(o.fd, 0o660); err != nil {
+		return errno("chmod", o.name, err)
+	}
+	o.perm.GID, o.perm.Mode = gid, 0o660
+	return nil
+}
 
 // Kind returns the object's kind.
 func (s *Segment) Kind() Kind { return s.obj.hdr.kind }
