@@ -41,18 +41,11 @@ const corruptPayloadKey = 0xc0ffee
 // Until SIGTERM; exit 1 on an error other than an ack timeout.
 func childCorruptPub(args []string) int {
 	a := testutil.ChildArgs(args)
-	ctx, cancel := childContext(2 * time.Minute)
-	defer cancel()
-	n, err := childNode()
+	ctx, n, p, done, err := childPublisher(a[0], &core.PublisherOptions{Checksum: true, AckTimeout: 200 * time.Millisecond, Window: 64}, 2*time.Minute)
 	if err != nil {
-		return fail("OpenNode: %v", err)
+		return fail("%v", err)
 	}
-	defer n.Close()
-	p, err := n.NewPublisher(a[0], &core.PublisherOptions{Checksum: true, AckTimeout: 200 * time.Millisecond, Window: 64})
-	if err != nil {
-		return fail("NewPublisher: %v", err)
-	}
-	defer p.Close()
+	defer done()
 	ti, _ := n.Topic(a[0])
 	for _, e := range ti.Publishers {
 		if e.ID == p.ID() {
@@ -89,18 +82,12 @@ func childCorruptPub(args []string) int {
 // and ErrOverrun; D: Stats.Dropped).
 func childCorruptSub(args []string) int {
 	a := testutil.ChildArgs(args)
-	ctx, cancel := childContext(2 * time.Minute)
-	defer cancel()
-	n, err := childNode()
+	ctx, subs, done, err := childSubscribers(a[0], 1, &core.SubscriberOptions{VerifyChecksum: true, ZeroCopy: a[1] == "zerocopy"}, 2*time.Minute)
 	if err != nil {
-		return fail("OpenNode: %v", err)
+		return fail("%v", err)
 	}
-	defer n.Close()
-	s, err := n.NewSubscriber(a[0], &core.SubscriberOptions{VerifyChecksum: true, ZeroCopy: a[1] == "zerocopy"})
-	if err != nil {
-		return fail("NewSubscriber: %v", err)
-	}
-	defer s.Close()
+	defer done()
+	s := subs[0]
 	fmt.Println("ready")
 	var recv, errs, checksum, corrupt, overruns uint64
 	last := time.Now()

@@ -89,6 +89,26 @@ func childSubscribers(topic string, n int, o *core.SubscriberOptions, d time.Dur
 	return ctx, subs, done, nil
 }
 
+// childPublisher is the start of a publishing child: its context (done
+// after d or at SIGTERM, see childContext), its node and a publisher of
+// topic with options o. done closes them; on an error the child should
+// return fail(err).
+func childPublisher(topic string, o *core.PublisherOptions, d time.Duration) (ctx context.Context, n *core.Node, p *core.Publisher, done func(), err error) {
+	ctx, cancel := childContext(d)
+	n, err = childNode()
+	if err != nil {
+		cancel()
+		return nil, nil, nil, nil, fmt.Errorf("OpenNode: %w", err)
+	}
+	p, err = n.NewPublisher(topic, o)
+	if err != nil {
+		n.Close()
+		cancel()
+		return nil, nil, nil, nil, fmt.Errorf("NewPublisher: %w", err)
+	}
+	return ctx, n, p, func() { p.Close(); n.Close(); cancel() }, nil
+}
+
 // childContext is a child's context: done after d or at SIGTERM, so that a
 // child stopped by stopChild closes its node and leaves nothing behind.
 func childContext(d time.Duration) (context.Context, context.CancelFunc) {

@@ -24,20 +24,13 @@ func init() {
 // prints "sent <subscribers> <ack-timeouts>"; it closes at SIGTERM.
 func childMonPub(args []string) int {
 	a := testutil.ChildArgs(args)
-	ctx, cancel := childContext(time.Minute)
-	defer cancel()
 	usr := make(chan os.Signal, 1)
 	signal.Notify(usr, syscall.SIGUSR1)
-	n, err := childNode()
+	ctx, _, p, done, err := childPublisher(a[0], &core.PublisherOptions{AckTimeout: time.Second, Window: 256}, time.Minute)
 	if err != nil {
-		return fail("OpenNode: %v", err)
+		return fail("%v", err)
 	}
-	defer n.Close()
-	p, err := n.NewPublisher(a[0], &core.PublisherOptions{AckTimeout: time.Second, Window: 256})
-	if err != nil {
-		return fail("NewPublisher: %v", err)
-	}
-	defer p.Close()
+	defer done()
 	if err := p.Send(ctx, []byte("first")); err != nil {
 		return fail("Send: %v", err)
 	}

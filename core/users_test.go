@@ -32,18 +32,11 @@ func childUserPub(args []string) int {
 	if err != nil {
 		return fail("mode %q: %v", a[1], err)
 	}
-	ctx, cancel := childContext(time.Minute)
-	defer cancel()
-	n, err := childNode()
+	ctx, _, p, done, err := childPublisher(a[0], &core.PublisherOptions{Mode: os.FileMode(mode), AckTimeout: time.Second}, time.Minute)
 	if err != nil {
-		return fail("OpenNode: %v", err)
+		return fail("%v", err)
 	}
-	defer n.Close()
-	p, err := n.NewPublisher(a[0], &core.PublisherOptions{Mode: os.FileMode(mode), AckTimeout: time.Second})
-	if err != nil {
-		return fail("NewPublisher: %v", err)
-	}
-	defer p.Close()
+	defer done()
 	fmt.Println("ready")
 	for i := 1; ctx.Err() == nil; i++ {
 		if err := p.Send(ctx, []byte(fmt.Sprintf("tick %d", i))); err != nil && ctx.Err() == nil && !errors.Is(err, core.ErrAckTimeout) {
@@ -61,18 +54,12 @@ func childUserPub(args []string) int {
 // message and "err <error>" for every error Receive returns, until SIGTERM.
 func childUserSub(args []string) int {
 	a := testutil.ChildArgs(args)
-	ctx, cancel := childContext(time.Minute)
-	defer cancel()
-	n, err := childNode()
+	ctx, subs, done, err := childSubscribers(a[0], 1, nil, time.Minute)
 	if err != nil {
-		return fail("OpenNode: %v", err)
+		return fail("%v", err)
 	}
-	defer n.Close()
-	s, err := n.NewSubscriber(a[0], nil)
-	if err != nil {
-		return fail("NewSubscriber: %v", err)
-	}
-	defer s.Close()
+	defer done()
+	s := subs[0]
 	fmt.Println("ready")
 	for ctx.Err() == nil {
 		m, err := s.Receive(ctx)
