@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/shmfs/shmfs/core/registration"
 	"github.com/shmfs/shmfs/internal/proc"
 	"github.com/shmfs/shmfs/internal/testutil"
+	"github.com/shmfs/shmfs/internal/udpsock"
 )
 
 // Registration is a hint, shared memory the truth: forged datagrams can make
@@ -63,21 +63,11 @@ type forger struct {
 
 func newForger(t *testing.T, port int) *forger {
 	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	c, err := udpsock.BroadcastSender(&net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	raw, err := c.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = raw.Control(func(fd uintptr) {
-		err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_BROADCAST, 1)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	return &forger{c: c, dst: &net.UDPAddr{IP: net.ParseIP(registration.LocalBroadcast), Port: port}}
 }
 

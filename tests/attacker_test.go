@@ -1,22 +1,19 @@
 package tests
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"math"
 	"net"
 	"os"
 	"strings"
-	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/shmfs/shmfs/core/registration"
 	"github.com/shmfs/shmfs/internal/proc"
 	"github.com/shmfs/shmfs/internal/shmname"
 	"github.com/shmfs/shmfs/internal/testutil"
+	"github.com/shmfs/shmfs/internal/udpsock"
 )
 
 // attackerChild is a hostile local user (the tests run it as a second
@@ -49,10 +46,7 @@ func attackerChild(args []string) int {
 		return 2
 	}
 	dst := &net.UDPAddr{IP: net.ParseIP(registration.LocalBroadcast), Port: *port}
-	out, err := net.ListenUDP("udp4", nil)
-	if err == nil {
-		err = broadcast(out)
-	}
+	out, err := udpsock.BroadcastSender(nil)
 	if err != nil {
 		fmt.Println("error:", err)
 		return 1
@@ -138,30 +132,10 @@ func attackerChild(args []string) int {
 	return 0
 }
 
-// broadcast allows sending to the broadcast address.
-func broadcast(c *net.UDPConn) error {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BROADCAST, 1) }); err != nil {
-		return err
-	}
-	return serr
-}
-
 // sniff listens on the registration port like every agent does and returns
 // the first sample of a publisher of topic.
 func sniff(port int, domain, topic string) (registration.Entity, error) {
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		if err := c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1) }); err != nil {
-			return err
-		}
-		return serr
-	}}
-	pc, err := lc.ListenPacket(context.Background(), "udp4", fmt.Sprintf("%s:%d", registration.LocalBroadcast, port))
+	pc, err := udpsock.ListenShared(net.ParseIP(registration.LocalBroadcast), port, nil)
 	if err != nil {
 		return registration.Entity{}, err
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +21,7 @@ import (
 	"github.com/shmfs/shmfs/internal/proc"
 	"github.com/shmfs/shmfs/internal/shm"
 	"github.com/shmfs/shmfs/internal/shmname"
+	"github.com/shmfs/shmfs/internal/udpsock"
 )
 
 var doctorCommand = &command{
@@ -203,17 +203,8 @@ func checkFusermount(euid int) finding {
 func checkPort(port int) finding {
 	f := finding{what: fmt.Sprintf("registration port %d", port)}
 	fixPort := "pick another port for every process of the domain: --port P or SHMFS_PORT=P"
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		if err := c.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
-		}); err != nil {
-			return err
-		}
-		return serr
-	}}
 	addr := net.JoinHostPort(registration.LocalBroadcast, strconv.Itoa(port))
-	pc, err := lc.ListenPacket(context.Background(), "udp4", addr)
+	pc, err := udpsock.ListenShared(net.ParseIP(registration.LocalBroadcast), port, nil)
 	if err != nil {
 		f.status, f.detail = statusFail, fmt.Sprintf("cannot bind %s: %v", addr, errText(err))
 		if errors.Is(err, unix.EADDRINUSE) {
@@ -223,15 +214,12 @@ func checkPort(port int) finding {
 		return f
 	}
 	defer pc.Close()
-	send, err := net.ListenUDP("udp4", nil)
+	send, err := udpsock.BroadcastSender(nil)
 	if err != nil {
 		f.status, f.detail = statusFail, "cannot open a UDP socket: "+errText(err)
 		return f
 	}
 	defer send.Close()
-	if sc, err := send.SyscallConn(); err == nil {
-		_ = sc.Control(func(fd uintptr) { _ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_BROADCAST, 1) })
-	}
 	probe := fmt.Appendf(nil, "shmfs-doctor-probe %016x", proc.RandomID())
 	dst := &net.UDPAddr{IP: net.ParseIP(registration.LocalBroadcast), Port: port}
 	if _, err := send.WriteTo(probe, dst); err != nil {

@@ -2,7 +2,6 @@ package registration
 
 import (
 	"bufio"
-	"context"
 	"encoding/hex"
 	"flag"
 	"fmt"
@@ -17,9 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/shmfs/shmfs/internal/proc"
 	"github.com/shmfs/shmfs/internal/testutil"
-	"golang.org/x/sys/unix"
+	"github.com/shmfs/shmfs/internal/udpsock"
 )
 
 func TestMain(m *testing.M) {
@@ -152,18 +153,13 @@ func injectChild(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		if err := setInt(c, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
-			return err
-		}
-		return setInt(c, unix.SOL_SOCKET, unix.SO_BROADCAST, 1)
-	}}
-	pc, err := lc.ListenPacket(context.Background(), "udp4", dst.String())
+	shared, err := udpsock.ListenShared(dst.IP, port, func(c syscall.RawConn) error {
+		return udpsock.SetInt(c, unix.SOL_SOCKET, unix.SO_BROADCAST, 1)
+	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	shared := pc.(*net.UDPConn)
 	me := proc.Self()
 	fmt.Printf("ready %d %d\n", me.PID, me.StartTime)
 	sc := bufio.NewScanner(os.Stdin)
