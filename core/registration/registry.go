@@ -136,8 +136,8 @@ func (a *Agent) apply(e *Entity, o *origin, now time.Time) (query bool) {
 	a.stats.samplesReceived.Add(1)
 	if unregister {
 		if old != nil {
+			a.stats.unregistered.Add(1) // before watchers hear of the removal
 			a.remove(k, old)
-			a.stats.unregistered.Add(1)
 		}
 		return false
 	}
