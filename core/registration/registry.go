@@ -260,8 +260,8 @@ func (a *Agent) fits(src source, size, n int) bool {
 			return false
 		}
 		for k := range a.bySource[victim] {
-			a.remove(k, a.entries[k])
 			a.stats.evicted.Add(1)
+			a.remove(k, a.entries[k])
 			break
 		}
 	}
@@ -384,8 +384,8 @@ func (a *Agent) sweep() {
 			continue // own entities never expire
 		}
 		if now.Sub(p.LastSeen) > a.cfg.Timeout {
-			a.remove(k, p)
 			a.stats.expired.Add(1)
+			a.remove(k, p)
 			continue
 		}
 		if p.Instance != a.self.Instance && a.sameNamespace(p) {
@@ -408,8 +408,8 @@ func (a *Agent) sweep() {
 	defer a.mu.Unlock()
 	for k, p := range a.entries {
 		if p.Instance != a.self.Instance && a.sameNamespace(p) && check[proc.Identity{PID: p.PID, StartTime: p.StartTime}] {
-			a.remove(k, p)
 			a.stats.deadRemoved.Add(1)
+			a.remove(k, p)
 		}
 	}
 }
